@@ -1,0 +1,36 @@
+# The README's two commands are `make demo` and `make test`; both install what they need first.
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test test-fast lint bench-crawl clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+## The end-to-end demo on the bundled sample profile (embedded runtime).
+demo: setup
+	$(BIN)/twin demo
+
+## Everything CI runs: linters, type checks, the layering contract, and all tests (real services).
+test: setup lint
+	$(BIN)/pytest -q
+
+## The inner loop: linters and the fast, pure unit tests only.
+test-fast: setup lint
+	$(BIN)/pytest -q tests/unit -m "not integration"
+
+lint: setup
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## Benchmarks: run on demand; each prints its result as a ratio against a same-run baseline.
+bench-crawl: setup
+	$(BIN)/python bench/crawl.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

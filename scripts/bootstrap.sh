@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install everything the demo and the tests need, on a fresh machine, with nothing done by hand.
+# Idempotent and cached: downloads live under ~/.cache/llm-twin (keyed by version), and the
+# virtualenv is rebuilt only when pyproject.toml or this script changes.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${LLM_TWIN_CACHE:-$HOME/.cache/llm-twin}
+VENV=${LLM_TWIN_VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-}
+mkdir -p "$CACHE/pip"
+
+log() { printf '\033[1;34m[bootstrap]\033[0m %s\n' "$*" >&2; }
+
+# 1. Python 3.11 (3.12 works too).
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3.12 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))'; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "Python 3.11 or 3.12 is required" >&2; exit 1; }
+
+# 2. Chromium for JavaScript pages (Playwright cannot download browsers here: use Debian's).
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing Debian chromium"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+# 3. The project virtualenv, reinstalled only when its inputs change.
+stamp_inputs=$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -c1-16)
+stamp="$VENV/.llm-twin-$stamp_inputs"
+if [ ! -f "$stamp" ]; then
+  log "creating virtualenv $VENV"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+  export PIP_CACHE_DIR="$CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
+  find_links=()
+  # torch's CPU build is not on PyPI: a wheel of it sits in ../shared/wheels (used by later pipelines).
+  [ -d "$ROOT/../shared/wheels" ] && find_links=(--find-links "$ROOT/../shared/wheels")
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q "${find_links[@]}" -e "$ROOT[crawler,embedded,dev]"
+  touch "$stamp"
+fi
+log "ready: $VENV"

@@ -1,0 +1,162 @@
+"""The TwinProfile resource: the same schema for a YAML file, ``kubectl apply`` and the CRD.
+
+Fields are camelCase on the wire (Kubernetes style) and snake_case in Python. Unknown fields are
+rejected so a typo, or a secret pasted into the spec, is an error rather than silently ignored:
+credentials (LinkedIn login, API keys) belong in settings or a Kubernetes Secret, never here.
+
+Source URLs are kept as strings and validated per source when crawled, so one malformed link
+fails that source with a clear error while the profile's other sources are still crawled.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from twin.domain.documents import Platform
+from twin.domain.errors import InvalidSourceURL, InvalidSpec
+from twin.domain.urls import guess_platform, validate_url
+
+API_GROUP = "llmtwin.dev"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "TwinProfile"
+
+# RFC 1123 label: what Kubernetes accepts as a resource name, and what we use as the profile key.
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class SourceSpec(_Spec):
+    """One place the owner publishes: a profile, publication, repository or any page."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    # Needed only where the host does not say (custom domains, GitHub Enterprise, test fixtures).
+    platform: Platform | None = None
+    # Per-source cap on stored items; the crawl-wide cap still applies.
+    max_items: int | None = Field(default=None, ge=1, le=100_000)
+
+    def resolved_platform(self) -> Platform:
+        return self.platform or guess_platform(self.url)
+
+    def checked_url(self) -> str:
+        """The URL, validated; raises :class:`InvalidSourceURL` (a per-source, permanent error)."""
+        return validate_url(self.url)
+
+
+class OwnerSpec(_Spec):
+    display_name: str = Field(min_length=1, max_length=200)
+    # How the owner signs their writing; used to keep the owner's own items where a platform
+    # lists other people's too (reposts, co-authored articles).
+    aliases: list[str] = Field(default_factory=list)
+
+
+class CrawlSpec(_Spec):
+    # Standard five-field cron expression for the operator's CronJob; None means on spec change only.
+    schedule: str | None = None
+    max_items: int = Field(default=500, ge=1, le=100_000)
+
+
+class LoraSpec(_Spec):
+    rank: int = Field(default=16, ge=1, le=1024)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class TrainingSpec(_Spec):
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    learning_rate: float = Field(default=2e-4, gt=0.0, lt=1.0)
+    epochs: float = Field(default=3.0, gt=0.0, le=100.0)
+    max_length: int = Field(default=512, ge=16, le=131_072)
+    gpus: int = Field(default=1, ge=0, le=64)
+
+
+class ServingSpec(_Spec):
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=2, ge=1, le=100)
+    target_ongoing_requests: int = Field(default=8, ge=1, le=1024)
+    quantization: Literal["none", "fp8", "int8", "int4"] = "none"
+
+
+class TwinProfileSpec(_Spec):
+    owner: OwnerSpec
+    sources: list[SourceSpec] = Field(min_length=1, max_length=200)
+    base_model: str = Field(default="HuggingFaceTB/SmolLM2-135M-Instruct", min_length=1)
+    crawl: CrawlSpec = Field(default_factory=CrawlSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, sources: list[SourceSpec]) -> list[SourceSpec]:
+        seen: set[str] = set()
+        for source in sources:
+            key = source.url.strip()
+            if key in seen:
+                raise ValueError(f"source {key!r} is listed twice")
+            seen.add(key)
+        return sources
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    namespace: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, name: str) -> str:
+        if not _NAME_RE.match(name):
+            raise ValueError(f"name {name!r} must be a lower-case RFC 1123 label (a-z, 0-9, '-', max 63)")
+        return name
+
+
+class TwinProfile(BaseModel):
+    """A whole TwinProfile resource as written in YAML or read from the API server."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    api_version: Literal["llmtwin.dev/v1alpha1"]
+    kind: Literal["TwinProfile"]
+    metadata: ObjectMeta
+    spec: TwinProfileSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+def parse_profile(data: Any) -> TwinProfile:
+    """Validate a decoded TwinProfile document; raise :class:`InvalidSpec` listing every problem."""
+    if not isinstance(data, dict):
+        raise InvalidSpec(f"a TwinProfile must be a mapping, got {type(data).__name__}")
+    try:
+        return TwinProfile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidSpec(f"invalid TwinProfile: {problems}") from exc
+
+
+__all__ = [
+    "API_VERSION",
+    "KIND",
+    "CrawlSpec",
+    "InvalidSourceURL",
+    "LoraSpec",
+    "OwnerSpec",
+    "ServingSpec",
+    "SourceSpec",
+    "TrainingSpec",
+    "TwinProfile",
+    "TwinProfileSpec",
+    "parse_profile",
+]
