@@ -1,0 +1,1 @@
+"""One module per technology. Nothing here connects at import time."""

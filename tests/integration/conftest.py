@@ -1,0 +1,106 @@
+"""Shared fixtures: real services, started once per session.
+
+- ``pg_dsn``: a real embedded Postgres 16 + pgvector (pgserver) on a free TCP port, in a temp dir.
+- ``store``: a migrated :class:`PostgresDocumentStore`, emptied before each test.
+- ``sites``: the demo's fixture sites on free ports, rendering a per-test copy of the content.
+- ``run_twin``: runs the real ``twin`` CLI in a subprocess (Scrapy's reactor runs once per process).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from support.twin_cli import TwinRun
+from twin.adapters.embedded_postgres import EmbeddedPostgres
+from twin.adapters.postgres import PostgresDocumentStore, connect, migrate
+from twin.demo.content import DemoContent, load_demo_content
+from twin.demo.server import SiteServer
+from twin.demo.sites import DEMO_PORTS, serve_demo_sites
+from twin.domain.documents import Platform
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port())
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_conn(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with connect(pg_dsn) as conn:
+        migrate(conn)
+        conn.execute("TRUNCATE raw_documents, crawl_runs CASCADE")
+        conn.commit()
+        yield conn
+
+
+@pytest.fixture
+def store(pg_conn: psycopg.Connection[Any]) -> PostgresDocumentStore:
+    return PostgresDocumentStore(pg_conn)
+
+
+@pytest.fixture
+def content() -> DemoContent:
+    return load_demo_content()
+
+
+@pytest.fixture
+def sites(content: DemoContent) -> Iterator[dict[Platform, SiteServer]]:
+    with serve_demo_sites(content, ports=dict.fromkeys(DEMO_PORTS, 0)) as servers:
+        yield servers
+
+
+@pytest.fixture
+def run_twin(pg_dsn: str, tmp_path: Path) -> Callable[..., TwinRun]:
+    def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> TwinRun:
+        full_env = {
+            **os.environ,
+            "TWIN_DATABASE__DSN": pg_dsn,
+            "TWIN_CRAWLER__ALLOWED_NETWORKS": '["127.0.0.1/32"]',
+            "TWIN_LINKEDIN__EMAIL": "alice@example.com",
+            "TWIN_LINKEDIN__PASSWORD": "correct horse",
+            "TWIN_HOME": str(tmp_path / "home"),
+            **(env or {}),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "twin.cli", *args],
+            env=full_env,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=timeout,
+            cwd=tmp_path,
+        )
+        return TwinRun(proc.returncode, proc.stdout, proc.stderr)
+
+    return _run
+
+
+@pytest.fixture
+def write_profile(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    def _write(data: dict[str, Any]) -> Path:
+        path = tmp_path / "profile.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return _write
