@@ -15,14 +15,11 @@ from http.cookiejar import CookieJar
 from urllib.parse import urlencode
 
 from twin.crawler.extractors.base import ExtractOptions, Extractor, Follow, Page
+from twin.crawler.runner import CHROMIUM_ARGS
 from twin.domain.documents import ExtractedDocument
 from twin.domain.errors import FetchError
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
 
 
 @dataclass
@@ -48,9 +45,11 @@ def _render(url: str, cookie_header: str) -> tuple[str, int]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
         try:
-            context = browser.new_context(extra_http_headers={"Cookie": cookie_header} if cookie_header else {})
+            context = browser.new_context(
+                extra_http_headers={"Cookie": cookie_header} if cookie_header else {}
+            )
             page = context.new_page()
             response = page.goto(url, wait_until="networkidle")
             return page.content(), (response.status if response else 200)
@@ -71,7 +70,9 @@ def crawl_offline(
         follow = queue.popleft()
         result.fetched.append(follow)
         data = urlencode(dict(follow.form)).encode() if follow.form is not None else None
-        request = urllib.request.Request(follow.url, data=data, method=follow.method, headers=dict(follow.headers))
+        request = urllib.request.Request(
+            follow.url, data=data, method=follow.method, headers=dict(follow.headers)
+        )
         try:
             with opener.open(request, timeout=20) as resp:
                 status, headers, body, final_url = resp.status, resp.headers, resp.read(), resp.geturl()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -131,6 +132,11 @@ class SiteServer:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                # Clients that give up (timeouts, size caps) reset the connection: expected, not news.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)  # type: ignore[arg-type]
 
         self._server = Server((self._host, self._port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fixture-site", daemon=True)

@@ -40,9 +40,25 @@ class ExtractOptions:
     # Folders whose files are not the owner's code.
     skip_code_dirs: frozenset[str] = frozenset(
         {
-            "node_modules", "vendor", "third_party", "thirdparty", "dist", "build", "target", ".git",
-            "__pycache__", ".venv", "venv", "site-packages", "bower_components", "Pods", "generated",
-            "gen", ".next", "out", "coverage",
+            "node_modules",
+            "vendor",
+            "third_party",
+            "thirdparty",
+            "dist",
+            "build",
+            "target",
+            ".git",
+            "__pycache__",
+            ".venv",
+            "venv",
+            "site-packages",
+            "bower_components",
+            "Pods",
+            "generated",
+            "gen",
+            ".next",
+            "out",
+            "coverage",
         }
     )
 
@@ -85,9 +101,7 @@ class Page:
     def require(self, *types: str) -> None:
         """Raise :class:`UnsupportedContent` unless the body's media type is one of ``types``."""
         if self.content_type and self.content_type not in types:
-            raise UnsupportedContent(
-                f"{self.url}: expected {', '.join(types)} but got {self.content_type!r}"
-            )
+            raise UnsupportedContent(f"{self.url}: expected {', '.join(types)} but got {self.content_type!r}")
 
 
 Output = Follow | ExtractedDocument

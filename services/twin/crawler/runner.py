@@ -1,0 +1,154 @@
+"""Run one crawl of a profile in this process: build the plan, run Scrapy, record the outcome.
+
+Scrapy's reactor cannot be restarted, so this runs once per process (the CLI, a crawl Job).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twin.crawler.extractors import extractor_for
+from twin.crawler.extractors.base import ExtractOptions
+from twin.crawler.state import CrawlState, SourceJob
+from twin.domain.crawl import PageError, SourceReport
+from twin.domain.errors import InvalidSourceURL
+from twin.domain.profile import TwinProfile
+from twin.ports import DocumentStore
+from twin.settings import Settings
+
+# Headless Chromium on a locked-down host: no sandbox (containers run it as root), and none of the
+# background traffic (updates, sync, QUIC probes) a closed network answers with refusals.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+)
+
+
+@dataclass(frozen=True)
+class CrawlResult:
+    run_id: uuid.UUID
+    reports: list[SourceReport]
+
+
+def extract_options(settings: Settings) -> ExtractOptions:
+    return ExtractOptions(
+        linkedin_email=settings.linkedin.email,
+        linkedin_password=settings.linkedin.password,
+        github_token=settings.github.token,
+        max_code_file_bytes=settings.crawler.max_code_file_bytes,
+    )
+
+
+def plan(profile: TwinProfile, settings: Settings, run_id: uuid.UUID) -> CrawlState:
+    """The run's state: one job per source. Invalid URLs fail their source here, before any fetch."""
+    jobs: list[SourceJob] = []
+    for index, source in enumerate(profile.spec.sources):
+        platform = source.resolved_platform()
+        report = SourceReport(source_url=source.url, platform=platform)
+        job = SourceJob(index, source.url, platform, extractor_for(platform), source.max_items, report)
+        try:
+            source.checked_url()
+        except InvalidSourceURL as exc:
+            job.extractor = None
+            report.errors.append(PageError(url=source.url, error="InvalidSourceURL", message=str(exc)))
+        jobs.append(job)
+    return CrawlState(
+        profile=profile.name,
+        run_id=run_id,
+        jobs=jobs,
+        options=extract_options(settings),
+        max_items=min(settings.crawler.max_items_per_run, profile.spec.crawl.max_items),
+    )
+
+
+def scrapy_settings(settings: Settings) -> dict[str, Any]:
+    c = settings.crawler
+    return {
+        "BOT_NAME": "llm-twin",
+        "USER_AGENT": c.user_agent,
+        "ROBOTSTXT_OBEY": c.obey_robots_txt,
+        "CONCURRENT_REQUESTS": c.concurrent_requests,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": c.concurrent_requests_per_domain,
+        "DOWNLOAD_DELAY": c.download_delay_s,
+        "DOWNLOAD_TIMEOUT": c.download_timeout_s,
+        "DOWNLOAD_MAXSIZE": c.max_page_bytes,
+        "DOWNLOAD_WARNSIZE": 0,
+        "REDIRECT_MAX_TIMES": c.max_redirects,
+        "RETRY_ENABLED": True,
+        "RETRY_TIMES": c.retry_times,
+        # AutoThrottle backs off from slow or failing servers (latency-driven delays per domain).
+        "AUTOTHROTTLE_ENABLED": True,
+        "AUTOTHROTTLE_START_DELAY": max(c.download_delay_s, 0.0),
+        "AUTOTHROTTLE_MAX_DELAY": 30.0,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(c.concurrent_requests_per_domain),
+        "COOKIES_ENABLED": True,
+        "TELNETCONSOLE_ENABLED": False,
+        "LOG_LEVEL": "ERROR",
+        "LOG_INSTALL_ROOT_HANDLER": False,
+        "DOWNLOADER_MIDDLEWARES": {
+            "twin.crawler.safety.AddressGuardMiddleware": 50,
+            # Scrapy's own robots middleware lets through requests that queued behind robots.txt.
+            "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+            "twin.crawler.robots.SharedRobotsTxtMiddleware": 100,
+        },
+        "ITEM_PIPELINES": {"twin.crawler.pipeline.PersistencePipeline": 300},
+        "TWIN_ALLOWED_NETWORKS": list(c.allowed_networks),
+        "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
+        "DOWNLOAD_HANDLERS": {
+            "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+            "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+        },
+        "PLAYWRIGHT_BROWSER_TYPE": "chromium",
+        "PLAYWRIGHT_LAUNCH_OPTIONS": {
+            "executable_path": str(c.chromium_path),
+            "headless": True,
+            "args": list(CHROMIUM_ARGS),
+        },
+        # Let the browser send its own headers: overriding them through interception drops the
+        # context's cookies from sub-requests. The user agent is set on the context instead.
+        "PLAYWRIGHT_PROCESS_REQUEST_HEADERS": None,
+        "PLAYWRIGHT_CONTEXTS": {"default": {"user_agent": c.user_agent, "java_script_enabled": True}},
+        "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": int(c.render_timeout_s * 1000),
+        "PLAYWRIGHT_ABORT_REQUEST": "twin.crawler.safety.abort_browser_request",
+        "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": 4,
+    }
+
+
+def run_crawl(
+    profile: TwinProfile,
+    settings: Settings,
+    store: DocumentStore,
+    on_change: Callable[[SourceJob], None] | None = None,
+) -> CrawlResult:
+    """Crawl every source of ``profile`` into ``store`` and record the run; return per-source reports."""
+    from scrapy.crawler import CrawlerProcess
+
+    from twin.crawler.safety import configure_browser_guard
+    from twin.crawler.spider import TwinSpider
+
+    run_id = store.begin_run(profile.name)
+    state = plan(profile, settings, run_id)
+    state.on_change = on_change
+    configure_browser_guard(settings.crawler.allowed_networks)
+    process = CrawlerProcess(scrapy_settings(settings))
+    logging.getLogger("scrapy").setLevel(logging.ERROR)
+    process.crawl(
+        TwinSpider,
+        state=state,
+        store=store,
+        max_page_bytes=settings.crawler.max_page_bytes,
+        render_timeout_ms=int(settings.crawler.render_timeout_s * 1000),
+    )
+    process.start()
+    reports = [job.report for job in state.jobs]
+    store.finish_run(run_id, reports)
+    return CrawlResult(run_id=run_id, reports=reports)

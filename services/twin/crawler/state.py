@@ -1,0 +1,66 @@
+"""The state of one crawl run, shared by the spider (requests, errors, caps) and the pipeline (writes)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from twin.crawler.extractors.base import ExtractOptions, Extractor
+from twin.domain.crawl import PageError, SourceReport
+from twin.domain.documents import Platform
+
+
+@dataclass
+class SourceJob:
+    """One source of the profile being crawled."""
+
+    index: int
+    source_url: str  # as written in the profile: the provenance key of its documents
+    platform: Platform
+    extractor: Extractor | None  # None when the source failed before crawling (invalid URL)
+    max_items: int | None
+    report: SourceReport
+    seen: set[str] = field(default_factory=set)  # canonical URLs stored this run
+    outstanding: int = 0  # requests issued and not yet answered
+    pages: int = 0
+
+
+@dataclass
+class CrawlState:
+    profile: str
+    run_id: uuid.UUID
+    jobs: list[SourceJob]
+    options: ExtractOptions
+    max_items: int
+    accepted: int = 0
+    on_change: Callable[[SourceJob], None] | None = None
+
+    def touched(self, job: SourceJob) -> None:
+        if self.on_change is not None:
+            self.on_change(job)
+
+    def error(self, job: SourceJob, url: str, error: str, message: str) -> None:
+        job.report.errors.append(PageError(url=url, error=error, message=message))
+        self.touched(job)
+
+    def accept(self, job: SourceJob, canonical_url: str) -> bool:
+        """Whether one more document of ``job`` may be stored (caps); marks truncation when not."""
+        if canonical_url in job.seen:
+            return False  # already stored this run (an extractor yielded it twice)
+        cap = job.max_items
+        if self.accepted >= self.max_items or (cap is not None and len(job.seen) >= cap):
+            job.report.truncated = True
+            return False
+        job.seen.add(canonical_url)
+        self.accepted += 1
+        return True
+
+    def run_cap_reached(self) -> bool:
+        return self.accepted >= self.max_items
+
+    def finish(self) -> None:
+        """Called when the spider closes: a source with requests still in flight was cut short."""
+        for job in self.jobs:
+            if job.outstanding > 0:
+                job.report.truncated = True

@@ -1,0 +1,133 @@
+"""SubstackExtractor against the Substack fixture: archive API, post pages, feed fallback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from support.offline import OfflineCrawl, crawl_offline
+from twin.crawler.extractors.base import ExtractOptions, Follow, Page
+from twin.crawler.extractors.substack import SubstackExtractor
+from twin.demo.content import Article, DemoContent, load_demo_content
+from twin.demo.server import Request, SiteServer
+from twin.demo.sites.markup import blocks
+from twin.demo.sites.substack import PAID_POST, SubstackSite
+from twin.domain.documents import Category
+from twin.domain.errors import EmptyExtraction
+
+
+def expected_markdown(body: str) -> str:
+    out = []
+    for b in blocks(body):
+        if b.kind == "heading":
+            out.append(f"## {b.text}")
+        elif b.kind == "code":
+            out.append(f"```{b.language}\n{b.text}\n```")
+        else:
+            out.append(b.text)
+    return "\n\n".join(out)
+
+
+def crawl(site: SubstackSite) -> tuple[str, OfflineCrawl]:
+    with SiteServer(site) as server:
+        return server.base_url, crawl_offline(SubstackExtractor(), f"{server.base_url}/")
+
+
+def assert_matches_content(content: DemoContent, base: str, result: OfflineCrawl) -> None:
+    assert not result.errors
+    docs = {d.canonical_url: d for d in result.documents}
+    assert len(docs) == len(result.documents) == len(content.substack)  # each post exactly once
+    for post in content.substack:
+        doc = docs[f"{base}/p/{post.slug}"]
+        assert doc.title == post.title
+        assert doc.category is Category.ARTICLE
+        assert doc.author == content.owner
+        assert doc.published_at == datetime.fromisoformat(post.published).replace(
+            hour=9, minute=30, tzinfo=UTC
+        )
+        assert doc.metadata["subtitle"] == post.subtitle
+        # Exactly the body: no subscribe widget, no "Discussion about this post", no footer.
+        assert doc.content == expected_markdown(post.body), post.slug
+    assert all(PAID_POST.title != d.title for d in result.documents)
+
+
+def test_archive_api_then_post_pages() -> None:
+    content = load_demo_content()
+    base, result = crawl(SubstackSite(content))
+    assert_matches_content(content, base, result)
+    steps = [f.step for f in result.fetched]
+    assert steps.count("post") == len(content.substack)
+    assert steps.count("archive") == 2  # one page of posts, then the empty page that ends it
+    assert "feed" not in steps
+    # The paid post is skipped on the archive's word: its page is never even requested.
+    assert not any(PAID_POST.slug in f.url for f in result.fetched)
+
+
+def test_archive_pagination_follows_until_an_empty_page() -> None:
+    content = load_demo_content()
+    for i in range(20):
+        content.substack.append(
+            Article(
+                slug=f"extra-{i}",
+                title=f"Extra issue {i}",
+                subtitle="More notes.",
+                body=f"Issue {i}: idempotent loaders again.\n\n## Still boring\n\nBoring is a feature.",
+                published=f"2023-01-{i + 1:02d}",
+            )
+        )
+    base, result = crawl(SubstackSite(content))
+    assert_matches_content(content, base, result)
+    archive_offsets = [f.data["offset"] for f in result.fetched if f.step == "archive"]
+    assert archive_offsets == [0, 12, 24, 27]  # 27 posts incl. the paid one; the last page is empty
+
+
+def test_feed_fallback_when_the_archive_api_is_unavailable() -> None:
+    content = load_demo_content()
+    site = SubstackSite(content)
+    site.archive_api_enabled = False
+    base, result = crawl(site)
+    assert [f.step for f in result.fetched] == ["archive", "feed"]
+    assert {d.metadata["via"] for d in result.documents} == {"feed"}
+    # Same documents as the API path, and the paywall-truncated paid post is not among them.
+    assert_matches_content(content, base, result)
+
+
+def _page(url: str, body: str, *, step: str, status: int = 200, content_type: str = "text/html") -> Page:
+    return Page(
+        url=url,
+        status=status,
+        content_type=content_type,
+        headers={},
+        body=body.encode(),
+        text=body,
+        step=step,
+        data={"offset": 0},
+        source_url="https://alice.substack.com/",
+        options=ExtractOptions(),
+    )
+
+
+def test_archive_error_status_falls_back_to_the_feed() -> None:
+    page = _page(
+        "https://alice.substack.com/api/v1/archive?sort=new&offset=0&limit=12",
+        '{"error": "nope"}',
+        step="archive",
+        status=503,
+        content_type="application/json",
+    )
+    assert list(SubstackExtractor().parse(page)) == [
+        Follow("https://alice.substack.com/feed", step="feed", headers={"Accept": "application/rss+xml"})
+    ]
+
+
+def test_a_paywalled_post_page_is_refused_not_stored_truncated() -> None:
+    site = SubstackSite(load_demo_content())
+    response = site.respond(Request("GET", f"/p/{PAID_POST.slug}", {}, {}, b"", "https://alice.substack.com"))
+    assert response is not None and isinstance(response.body, str)
+    with pytest.raises(EmptyExtraction, match="paid"):
+        list(
+            SubstackExtractor().parse(
+                _page(f"https://alice.substack.com/p/{PAID_POST.slug}", response.body, step="post")
+            )
+        )
