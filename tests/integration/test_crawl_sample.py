@@ -12,6 +12,7 @@ from support.twin_cli import TwinRun, sample_profile
 from twin.adapters.postgres import PostgresDocumentStore
 from twin.demo.content import DemoContent
 from twin.demo.server import SiteServer
+from twin.demo.sites.substack import SubstackSite
 from twin.domain.documents import Category, Platform
 
 Crawl = Callable[[], TwinRun]
@@ -134,3 +135,27 @@ def test_item_caps_truncate_without_deleting(
     assert any(s["truncated"] and s["status"] == "partial" for s in sources)
     assert all(s["deleted"] == 0 for s in sources)  # what a cap kept us from seeing is not deleted
     assert len(store.documents("alice")) == stored
+
+
+def test_a_fallback_surface_stores_what_it_sees_and_deletes_nothing(
+    sites: dict[Platform, SiteServer],
+    content: DemoContent,
+    run_twin: Callable[..., TwinRun],
+    write_profile: Callable[[dict[str, Any]], Path],
+    store: PostgresDocumentStore,
+) -> None:
+    crawl = crawler(sites, run_twin, write_profile)
+    crawl()
+    site = sites[Platform.SUBSTACK].site
+    assert isinstance(site, SubstackSite)
+    # The archive API breaks and a post leaves the site: the crawl falls back to the feed and
+    # still updates what it sees, but a view that may be partial must not delete anything.
+    site.archive_api_error = 503
+    gone = content.substack.pop(0)
+    content.substack[0].body += "\n\nA late correction, with thanks to a reader."
+    substack = by_platform(crawl())["substack"]
+    assert substack["status"] == "partial"
+    assert [e["error"] for e in substack["errors"]] == ["Incomplete"]
+    assert "HTTP 503" in substack["errors"][0]["message"]
+    assert substack["updated"] == 1 and substack["deleted"] == 0
+    assert gone.title in {d.title for d in store.documents("alice")}

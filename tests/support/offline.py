@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from urllib.parse import urlencode
 
-from twin.crawler.extractors.base import ExtractOptions, Extractor, Follow, Page
+from twin.crawler.extractors.base import ExtractOptions, Extractor, Follow, Incomplete, Page
 from twin.crawler.runner import CHROMIUM_ARGS
 from twin.domain.documents import ExtractedDocument
 from twin.domain.errors import FetchError
@@ -27,6 +27,7 @@ class OfflineCrawl:
     documents: list[ExtractedDocument] = field(default_factory=list)
     errors: list[tuple[str, FetchError]] = field(default_factory=list)
     fetched: list[Follow] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
 
 
 def _media_type(value: str | None) -> str:
@@ -77,8 +78,10 @@ def crawl_offline(
             with opener.open(request, timeout=20) as resp:
                 status, headers, body, final_url = resp.status, resp.headers, resp.read(), resp.geturl()
         except urllib.error.HTTPError as exc:
-            result.errors.append((follow.url, FetchError(f"HTTP {exc.code} for {follow.url}")))
-            continue
+            if not follow.accept_errors:
+                result.errors.append((follow.url, FetchError(f"HTTP {exc.code} for {follow.url}")))
+                continue
+            status, headers, body, final_url = exc.code, exc.headers, exc.read(), exc.geturl()
         content_type = headers.get("Content-Type")
         text = body.decode(_charset(content_type), errors="replace")
         if follow.render_js:
@@ -103,7 +106,9 @@ def crawl_offline(
             result.errors.append((follow.url, exc))
             continue
         for out in outputs:
-            if isinstance(out, Follow):
+            if isinstance(out, Incomplete):
+                result.incomplete.append(out.reason)
+            elif isinstance(out, Follow):
                 queue.append(out)
             else:
                 result.documents.append(out)

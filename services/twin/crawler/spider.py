@@ -15,7 +15,7 @@ import scrapy
 from scrapy.http import FormRequest, Request, Response, TextResponse
 from twisted.python.failure import Failure
 
-from twin.crawler.extractors.base import FEED_TYPES, HTML_TYPES, JSON_TYPES, Follow, Page
+from twin.crawler.extractors.base import FEED_TYPES, HTML_TYPES, JSON_TYPES, Follow, Incomplete, Page
 from twin.crawler.state import CrawlState, SourceJob
 from twin.domain.documents import ExtractedDocument
 from twin.domain.errors import InvalidSourceURL, PageTooLarge, TwinError, UndecodableContent
@@ -118,6 +118,8 @@ class TwinSpider(scrapy.Spider):
             job.report.truncated = True
             return None
         meta: dict[str, Any] = {"twin_job": job.index, "twin_follow": follow}
+        if follow.accept_errors:
+            meta["handle_httpstatus_all"] = True
         if follow.render_js:
             meta["playwright"] = True
             meta["playwright_page_init_callback"] = _share_cookies_with_browser
@@ -175,7 +177,9 @@ class TwinSpider(scrapy.Spider):
             self.state.error(job, response.url, type(exc).__name__, str(exc))
             return
         for out in outputs:
-            if isinstance(out, Follow):
+            if isinstance(out, Incomplete):
+                self.state.error(job, response.url, "Incomplete", f"{response.url}: {out.reason}")
+            elif isinstance(out, Follow):
                 request = self._request(job, out)
                 if request is not None:
                     yield request

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from support.offline import OfflineCrawl, crawl_offline
-from twin.crawler.extractors.base import ExtractOptions, Follow, Page
+from twin.crawler.extractors.base import ExtractOptions, Follow, Incomplete, Page
 from twin.crawler.extractors.substack import SubstackExtractor
 from twin.demo.content import Article, DemoContent, load_demo_content
 from twin.demo.server import Request, SiteServer
@@ -89,6 +89,8 @@ def test_feed_fallback_when_the_archive_api_is_unavailable() -> None:
     base, result = crawl(site)
     assert [f.step for f in result.fetched] == ["archive", "feed"]
     assert {d.metadata["via"] for d in result.documents} == {"feed"}
+    # The feed lists only recent posts: the source says so, which keeps older ones from deletion.
+    assert len(result.incomplete) == 1 and "fell back to the RSS feed" in result.incomplete[0]
     # Same documents as the API path, and the paywall-truncated paid post is not among them.
     assert_matches_content(content, base, result)
 
@@ -116,9 +118,22 @@ def test_archive_error_status_falls_back_to_the_feed() -> None:
         status=503,
         content_type="application/json",
     )
-    assert list(SubstackExtractor().parse(page)) == [
-        Follow("https://alice.substack.com/feed", step="feed", headers={"Accept": "application/rss+xml"})
-    ]
+    incomplete, follow = SubstackExtractor().parse(page)
+    assert isinstance(incomplete, Incomplete) and "HTTP 503" in incomplete.reason
+    assert follow == Follow(
+        "https://alice.substack.com/feed", step="feed", headers={"Accept": "application/rss+xml"}
+    )
+
+
+def test_archive_error_over_http_reaches_the_extractor_and_falls_back() -> None:
+    content = load_demo_content()
+    site = SubstackSite(content)
+    site.archive_api_error = 500
+    base, result = crawl(site)
+    assert [f.step for f in result.fetched] == ["archive", "feed"]
+    assert result.errors == []
+    assert "HTTP 500" in result.incomplete[0]
+    assert_matches_content(content, base, result)
 
 
 def test_a_paywalled_post_page_is_refused_not_stored_truncated() -> None:

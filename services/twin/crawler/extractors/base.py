@@ -75,9 +75,13 @@ class Follow:
     form: Mapping[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)
-    # Where a failure of this request is reported as a per-page error only (True) or is fatal to
-    # the source (False: e.g. the listing itself). Both are recorded; this decides the status.
+    # Informational: the extractor can do without this page (an older-articles listing, one post).
+    # Every failure is recorded either way, and any failure keeps the source from deleting.
     optional: bool = False
+    # Hand 4xx/5xx responses to parse() instead of failing the request (after retries), so the
+    # extractor can fall back to another surface. It then owns the outcome: a fallback that sees
+    # less than the full source must yield Incomplete, or missing items would be deleted.
+    accept_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,17 @@ class Page:
             raise UnsupportedContent(f"{self.url}: expected {', '.join(types)} but got {self.content_type!r}")
 
 
-Output = Follow | ExtractedDocument
+@dataclass(frozen=True)
+class Incomplete:
+    """Yielded when the extractor knows its view of the source is partial (a fallback surface).
+
+    Recorded as a page error: the source's other documents are stored, and none is deleted.
+    """
+
+    reason: str
+
+
+Output = Follow | ExtractedDocument | Incomplete
 
 
 class Extractor(Protocol):

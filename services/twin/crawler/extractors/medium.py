@@ -21,7 +21,15 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import feedparser
 import parsel
 
-from twin.crawler.extractors.base import FEED_TYPES, HTML_TYPES, ExtractOptions, Follow, Output, Page
+from twin.crawler.extractors.base import (
+    FEED_TYPES,
+    HTML_TYPES,
+    ExtractOptions,
+    Follow,
+    Incomplete,
+    Output,
+    Page,
+)
 from twin.crawler.extractors.htmltext import (
     block_to_markdown,
     canonical_link,
@@ -64,7 +72,9 @@ class MediumExtractor:
 
     def start(self, source_url: str, options: ExtractOptions) -> Iterable[Follow]:
         feed, _ = feed_and_profile(source_url)
-        yield Follow(feed, step="feed", headers={"Accept": "application/rss+xml, application/xml"})
+        yield Follow(
+            feed, step="feed", headers={"Accept": "application/rss+xml, application/xml"}, accept_errors=True
+        )
 
     def parse(self, page: Page) -> Iterable[Output]:
         if page.step == "feed":
@@ -78,6 +88,13 @@ class MediumExtractor:
     # -- feed ------------------------------------------------------------------------------------
 
     def _feed(self, page: Page) -> Iterator[Output]:
+        if page.status >= 400:
+            # No feed: the profile page alone may not list everything (it scrolls), so nothing may
+            # be deleted on this crawl, but the articles it does list are still collected.
+            yield Incomplete(f"feed unavailable (HTTP {page.status}); collected from the profile page only")
+            _, profile = feed_and_profile(page.source_url)
+            yield Follow(profile, step="profile", render_js=True, data={"seen": []})
+            return
         page.require(*FEED_TYPES, *HTML_TYPES)  # some proxies label feeds text/html
         parsed = feedparser.parse(page.body)
         seen: list[str] = []

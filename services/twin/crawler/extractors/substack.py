@@ -23,6 +23,7 @@ from twin.crawler.extractors.base import (
     JSON_TYPES,
     ExtractOptions,
     Follow,
+    Incomplete,
     Output,
     Page,
 )
@@ -66,6 +67,7 @@ class SubstackExtractor:
             step="archive",
             headers={"Accept": "application/json"},
             data={"offset": 0, "seen": []},
+            accept_errors=True,
         )
 
     def parse(self, page: Page) -> Iterable[Output]:
@@ -79,11 +81,16 @@ class SubstackExtractor:
 
     # -- archive API -----------------------------------------------------------------------------
 
-    def _archive(self, page: Page) -> Iterator[Follow]:
+    def _archive(self, page: Page) -> Iterator[Follow | Incomplete]:
         root = _root(page.url)
         items = self._archive_items(page)
         if items is None:
-            # The API is unusable (error status, HTML challenge, changed shape): use the feed.
+            # The API is unusable (error status, HTML challenge, changed shape): use the feed. It
+            # lists only recent posts, so the source is incomplete and must not delete older ones.
+            yield Incomplete(
+                f"archive API unusable (HTTP {page.status}, {page.content_type or 'no type'}); "
+                "fell back to the RSS feed, which lists only recent posts"
+            )
             yield Follow(f"{root}/feed", step="feed", headers={"Accept": "application/rss+xml"})
             return
         seen: list[str] = list(page.data.get("seen", []))
@@ -110,6 +117,7 @@ class SubstackExtractor:
                 step="archive",
                 headers={"Accept": "application/json"},
                 data={"offset": offset, "seen": seen},
+                accept_errors=True,
             )
 
     @staticmethod

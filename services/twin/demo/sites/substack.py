@@ -11,7 +11,8 @@ Copied traits the extractor relies on:
 * ``/feed``: RSS with ``content:encoded`` (paid posts truncated there too, as on Substack).
 
 Set ``archive_api_enabled = False`` to make the API answer like a blocked request (an HTML
-challenge page), which sends crawlers to the feed.
+challenge page), or ``archive_api_error`` to an HTTP status to make it fail; either sends crawlers
+to the feed.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ class SubstackSite:
         self.content = content
         self.paid_posts = [PAID_POST] if paid_posts is None else paid_posts
         self.archive_api_enabled = True
+        self.archive_api_error: int | None = None
         self.publication = "Boring Is a Feature"
 
     def respond(self, request: Request) -> Response | None:
         path = request.path
         if path == "/api/v1/archive":
+            if self.archive_api_error is not None:
+                return Response.json('{"error": "internal"}', status=self.archive_api_error)
             if not self.archive_api_enabled:
                 return Response.html(
                     "<!doctype html><html><head><title>Just a moment...</title></head>"
