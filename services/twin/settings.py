@@ -38,6 +38,8 @@ class CrawlerSettings(BaseModel):
     download_delay_s: float = Field(default=0.0, ge=0)
     download_timeout_s: float = Field(default=30.0, gt=0)
     retry_times: int = Field(default=2, ge=0, le=10)
+    # First retry waits this long, doubling each time (a server's Retry-After wins).
+    retry_backoff_s: float = Field(default=1.0, ge=0, le=60)
     max_page_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_items_per_run: int = Field(default=2000, ge=1)

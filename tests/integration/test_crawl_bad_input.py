@@ -19,6 +19,7 @@ FAST = {
     "TWIN_CRAWLER__DOWNLOAD_TIMEOUT_S": "1.5",
     "TWIN_CRAWLER__RETRY_TIMES": "1",
     "TWIN_CRAWLER__MAX_PAGE_BYTES": "1000000",
+    "TWIN_CRAWLER__RETRY_BACKOFF_S": "0.1",
 }
 
 
@@ -134,3 +135,17 @@ def test_invalid_profiles_exit_2_with_the_reason(
     (tmp_path / "broken.yaml").write_text("spec: [unclosed")
     broken = run_twin("crawl", "--profile", str(tmp_path / "broken.yaml"))
     assert broken.returncode == 2 and "not valid YAML" in broken.stderr
+
+
+def test_retries_back_off_and_honour_retry_after(
+    hostile: SiteServer,
+    run_twin: Callable[..., TwinRun],
+    write_profile: Callable[[dict[str, Any]], Path],
+    store: PostgresDocumentStore,
+) -> None:
+    flaky = f"{hostile.base_url}/flaky"
+    result = run_twin("crawl", "--profile", str(write_profile(profile(flaky))), "--json", env=FAST)
+    assert result.by_source()[flaky]["status"] == "ok"
+    first, second = [r for r in hostile.requests if r.path == "/flaky"]
+    assert second.received_at - first.received_at >= 1.0  # the server asked for a second's pause
+    assert len(store.documents("alice")) == 1

@@ -27,12 +27,18 @@ class HostileSite:
         self.broken = False
         self.garbage = False
         self.robots = "User-agent: *\nDisallow: /private/\n"
+        self.flaky_failures = 1  # /flaky answers 503 + Retry-After this many times, then the article
 
     def respond(self, request: Request) -> Response | None:
         path = request.path
         if path == "/robots.txt":
             return Response(body=self.robots, content_type="text/plain")
         if path == "/private/page":
+            return Response.html(GOOD_ARTICLE)
+        if path == "/flaky":
+            if self.flaky_failures > 0:
+                self.flaky_failures -= 1
+                return Response(status=503, body="busy", headers={"Retry-After": "1"})
             return Response.html(GOOD_ARTICLE)
         if path == "/ok":
             if self.broken:

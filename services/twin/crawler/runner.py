@@ -99,7 +99,10 @@ def scrapy_settings(settings: Settings) -> dict[str, Any]:
             # Scrapy's own robots middleware lets through requests that queued behind robots.txt.
             "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
             "twin.crawler.robots.SharedRobotsTxtMiddleware": 100,
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            "twin.crawler.retry.BackoffRetryMiddleware": 550,
         },
+        "TWIN_RETRY_BACKOFF_S": c.retry_backoff_s,
         "ITEM_PIPELINES": {"twin.crawler.pipeline.PersistencePipeline": 300},
         "TWIN_ALLOWED_NETWORKS": list(c.allowed_networks),
         "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",

@@ -21,6 +21,7 @@ class Request:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     base_url: str  # e.g. "http://127.0.0.1:18701"
+    received_at: float = field(default_factory=time.monotonic)
 
     def arg(self, name: str, default: str = "") -> str:
         values = self.query.get(name)
