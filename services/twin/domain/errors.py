@@ -15,6 +15,7 @@
     │   ├── EmptyExtraction         the page parsed but held no text worth storing
     │   ├── CredentialsRequired     the platform needs a login and settings hold none
     │   └── LoginFailed             the platform refused the login from settings
+    ├── PoisonEvent                 a change event that can never be processed: dead-lettered, stream goes on
     ├── DependencyNotReady          temporary: a store or service is not up yet; retry after a delay
     └── StoreError                  a storage operation failed for a reason other than readiness
 
@@ -74,3 +75,9 @@ class DependencyNotReady(TwinError):
 
 class StoreError(TwinError):
     """A storage operation failed for a reason other than the store not being ready."""
+
+
+class PoisonEvent(TwinError):
+    """A change event that can never be processed (malformed envelope, unknown table, a document
+    too large or undecodable): it goes to the dead-letter table with this message and the stream
+    moves on."""
