@@ -39,11 +39,18 @@ if [ ! -f "$stamp" ]; then
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   export PIP_CACHE_DIR="$CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
-  find_links=()
-  # torch's CPU build is not on PyPI: a wheel of it sits in ../shared/wheels (used by later pipelines).
-  [ -d "$ROOT/../shared/wheels" ] && find_links=(--find-links "$ROOT/../shared/wheels")
+  pins=()
+  # torch's CPU build is not on PyPI: a wheel of it sits in ../shared/wheels. Pin torch to it, or
+  # pip would prefer a newer (multi-GB, CUDA) torch from PyPI.
+  cpu_wheel=$(ls "$ROOT"/../shared/wheels/torch-*+cpu-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -n "$cpu_wheel" ]; then
+    torch_version=$(basename "$cpu_wheel" | cut -d- -f2)
+    echo "torch==$torch_version" > "$CACHE/torch-constraint.txt"
+    pins=(--find-links "$(dirname "$cpu_wheel")" -c "$CACHE/torch-constraint.txt")
+    log "torch pinned to the CPU build $torch_version"
+  fi
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q "${find_links[@]}" -e "$ROOT[crawler,embedded,dev]"
+  "$VENV/bin/pip" install -q "${pins[@]}" -e "$ROOT[all]"
   touch "$stamp"
 fi
 log "ready: $VENV"

@@ -185,13 +185,110 @@ def documents(
     console.print(table)
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+@app.command()
+def features(
+    until_idle: Annotated[
+        float | None, typer.Option("--until-idle", help="Exit after this many seconds without changes.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+) -> None:
+    """Consume raw_documents changes into cleaned documents and embedded chunks (runtime from settings)."""
+    from twin.features.runner import run_features
+
+    settings = _settings()
+    status = err_console.status("starting change capture and embedding workers...")
+    status.start()
+
+    def on_batch(report: Any, summary: Any) -> None:
+        status.update(
+            f"{summary.received} changes · {summary.applied} applied · {summary.chunks} chunks · "
+            f"{summary.dead_lettered} dead-lettered"
+        )
+
+    try:
+        summary = run_features(settings, idle_exit_s=until_idle, on_batch=on_batch)
+    except TwinError as exc:
+        status.stop()
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    status.stop()
+    result = {
+        "received": summary.received,
+        "applied": summary.applied,
+        "stale": summary.stale,
+        "unchanged": summary.unchanged,
+        "dead_lettered": summary.dead_lettered,
+        "chunks": summary.chunks,
+        "freshness_p50_s": round(_percentile(summary.freshness_s, 0.5), 3),
+        "freshness_p95_s": round(_percentile(summary.freshness_s, 0.95), 3),
+    }
+    if as_json:
+        print(json.dumps(result))
+    else:
+        table = Table(title="Features")
+        for key in result:
+            table.add_column(key.replace("_", " "), justify="right")
+        table.add_row(*(str(v) for v in result.values()))
+        console.print(table)
+
+
+def search_profile(
+    settings: Settings, profile: str, question: str, k: int, categories: list[str]
+) -> list[Any]:
+    """Retrieval as serving runs it: embed the question with the features' model, top-k in the profile."""
+    from twin.adapters.embedders import SentenceTransformerEmbedder
+    from twin.adapters.pgvector_store import PgRetriever
+    from twin.adapters.postgres import connect, migrate
+    from twin.domain.documents import Category
+    from twin.domain.features import RetrievalQuery
+    from twin.store import database_dsn
+
+    embedder = SentenceTransformerEmbedder(settings.features.embedding_model)
+    with connect(database_dsn(settings)) as conn:
+        migrate(conn)
+        query = RetrievalQuery(
+            profile=profile,
+            embedding=embedder.embed([question])[0],
+            k=k,
+            categories=tuple(Category(c) for c in categories),
+        )
+        return PgRetriever(conn).search(query)
+
+
+@app.command()
+def search(
+    question: Annotated[str, typer.Argument(help="What to look for in the owner's writing.")],
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name (metadata.name).")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+    category: Annotated[list[str], typer.Option("--category", "-c", help="article, post or code.")] = [],  # noqa: B006
+) -> None:
+    """Retrieve the chunks of a profile's writing closest to a question."""
+    hits = search_profile(_settings(), profile, question, k, category)
+    table = Table(title=f"Top {len(hits)} for {question!r}")
+    for column in ("score", "category", "title", "excerpt"):
+        table.add_column(column, overflow="fold" if column == "excerpt" else "ellipsis")
+    for hit in hits:
+        excerpt = " ".join(hit.text.split())[:160]
+        table.add_row(f"{hit.score:.3f}", hit.category.value, hit.title, excerpt)
+    console.print(table)
+
+
+DEMO_QUESTION = "How do I make a pipeline safe to run twice?"
+
+
 @app.command()
 def demo() -> None:
-    """The end-to-end demo on the bundled sample profile (today: crawl into the embedded Postgres)."""
+    """The end-to-end demo on the bundled sample profile: crawl, then features, then retrieval."""
     from twin.demo.content import load_demo_content
     from twin.demo.sites import serve_demo_sites
     from twin.demo.sites.linkedin import LinkedInSite
     from twin.domain.documents import Platform
+    from twin.features.runner import run_features
 
     twin_profile = load_profile(SAMPLE_PROFILE)
     with serve_demo_sites(load_demo_content()) as servers:
@@ -202,11 +299,30 @@ def demo() -> None:
             crawler={"allowed_networks": ["127.0.0.1/32"]},
             linkedin={"email": linkedin.email, "password": linkedin.password},
         )
-        console.rule(f"[bold]Crawling the sample profile {twin_profile.name!r}")
+        console.rule(f"[bold]1. Collect: crawling the sample profile {twin_profile.name!r}")
         reports = crawl_profile(twin_profile, settings)
-    documents(twin_profile.name)
     if any(r.status is not SourceStatus.OK for r in reports):
         raise typer.Exit(1)
+    documents(twin_profile.name)
+
+    console.rule("[bold]2. Features: change capture → clean → chunk → embed into pgvector")
+    with err_console.status("consuming changes (Debezium embedded engine, Ray embedding workers)..."):
+        summary = run_features(settings, idle_exit_s=3.0)
+    console.print(
+        f"{summary.received} changes: {summary.applied} applied, {summary.unchanged} already current, "
+        f"{summary.dead_lettered} dead-lettered; {summary.chunks} chunks embedded"
+    )
+
+    console.rule(f"[bold]3. Retrieval: {DEMO_QUESTION!r}")
+    hits = search_profile(settings, twin_profile.name, DEMO_QUESTION, 3, [])
+    if not hits:
+        err_console.print("[red]retrieval returned nothing[/red]")
+        raise typer.Exit(1)
+    for hit in hits:
+        excerpt = " ".join(hit.text.split())[:200]
+        console.print(
+            f"[bold]{hit.score:.3f}[/bold] {hit.title} ({hit.platform.value}) {hit.url}\n    {excerpt}…"
+        )
 
 
 @db_app.command("start")

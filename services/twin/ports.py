@@ -6,11 +6,18 @@ A fake is used beside, never instead of, a test against the real service.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from twin.domain.crawl import SourceReport, UpsertOutcome
 from twin.domain.documents import RawDocument
+from twin.domain.features import (
+    CleanedDocument,
+    EmbeddedChunk,
+    RawChange,
+    RetrievalHit,
+    RetrievalQuery,
+)
 
 
 class DocumentStore(Protocol):
@@ -35,3 +42,64 @@ class DocumentStore(Protocol):
     def documents(self, profile: str) -> list[RawDocument]:
         """Every stored document of ``profile``, ordered by platform then URL."""
         ...
+
+
+class Embedder(Protocol):
+    """Text → unit-length vectors. The same code path embeds chunks and, later, queries."""
+
+    model_name: str
+    dimension: int
+    max_tokens: int  # the model's input limit; chunking stays under it
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One unit-normalised vector per text, in order."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` (without special tokens)."""
+        ...
+
+
+class FeatureStore(Protocol):
+    """The logical feature store: cleaned documents (training) and embedded chunks (RAG)."""
+
+    def versions(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str | None]]:
+        """For each id the store knows: (lsn, raw content hash), hash None when deleted."""
+        ...
+
+    def apply(
+        self,
+        upserts: Sequence[tuple[CleanedDocument, Sequence[EmbeddedChunk]]],
+        deletes: Sequence[tuple[uuid.UUID, int]],
+    ) -> int:
+        """In one transaction: replace each upserted document and all its chunks, delete each
+        deleted one; any change older (by lsn) than what is stored is skipped. Returns how many
+        changes took effect."""
+        ...
+
+    def dead_letter(self, change: RawChange, reason: str) -> None:
+        """Keep a change that can never be processed, with why, and move on."""
+        ...
+
+
+class Retriever(Protocol):
+    def search(self, query: RetrievalQuery) -> list[RetrievalHit]:
+        """Top-k chunks by cosine similarity, always within ``query.profile``."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """Delivers raw changes of ``raw_documents`` in batches, at least once.
+
+    ``run`` blocks, calling ``handler`` with each batch; the feed commits its position only after
+    ``handler`` returns, so a crash replays the batch (the store makes replays harmless).
+    """
+
+    def run(
+        self, handler: Callable[[Sequence[RawChange]], None], heartbeat: Callable[[], None] | None = None
+    ) -> None:
+        """Deliver batches until :meth:`stop`. ``heartbeat`` is called whenever the feed is up and
+        has nothing to deliver (an empty poll, a Debezium heartbeat): the sign it has caught up."""
+        ...
+
+    def stop(self) -> None: ...

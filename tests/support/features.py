@@ -1,0 +1,175 @@
+"""Helpers for feature-pipeline tests: run ``twin features`` as a process, wait, compare to a rebuild."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from twin.adapters.embedders import SentenceTransformerEmbedder
+from twin.adapters.postgres import PostgresDocumentStore, connect
+from twin.domain.chunking import ChunkPolicy, chunk_document
+from twin.domain.cleaning import clean_document
+from twin.domain.documents import Category, ExtractedDocument, Platform, RawDocument
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 180.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class FeaturesProcess:
+    proc: subprocess.Popen[str]
+    log: Path
+
+    def stop(self, timeout: float = 90) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+
+def start_features(env: dict[str, str], workdir: Path, *args: str) -> FeaturesProcess:
+    log = workdir / f"features-{uuid.uuid4().hex[:6]}.log"
+    handle = log.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twin.cli", "features", *args],
+        env={**os.environ, **env},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=workdir,
+    )
+    return FeaturesProcess(proc, log)
+
+
+def feature_state(conn: psycopg.Connection[Any]) -> dict[uuid.UUID, tuple[str, list[str]]]:
+    """{document id: (raw content hash, [chunk texts in order])} as the store holds them."""
+    docs = conn.execute("SELECT id, raw_content_hash FROM cleaned_documents").fetchall()
+    chunks = conn.execute(
+        "SELECT document_id, text, embedding IS NOT NULL FROM chunks ORDER BY document_id, position"
+    ).fetchall()
+    conn.commit()
+    state: dict[uuid.UUID, tuple[str, list[str]]] = {doc_id: (digest, []) for doc_id, digest in docs}
+    for doc_id, text, has_vector in chunks:
+        assert has_vector
+        state[doc_id][1].append(text)
+    return state
+
+
+def rebuild_state(
+    store: PostgresDocumentStore, profile: str, embedder: SentenceTransformerEmbedder
+) -> dict[uuid.UUID, tuple[str, list[str]]]:
+    """What the feature store must hold: every stored raw document cleaned and chunked afresh."""
+    expected: dict[uuid.UUID, tuple[str, list[str]]] = {}
+    for doc in store.documents(profile):
+        cleaned = clean_document(doc, lsn=0, committed_at=datetime.now(UTC))
+        chunks = chunk_document(
+            cleaned, embedder.count_tokens, ChunkPolicy(), max_model_tokens=embedder.max_tokens
+        )
+        expected[doc.id] = (doc.content_hash, [c.text for c in chunks])
+    return expected
+
+
+def drop_slot(dsn: str, slot: str) -> None:
+    """Drop a test's replication slot and publication (slots pin WAL while nobody reads them)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(60):
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is None:
+                break
+            if not row[0]:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                break
+            time.sleep(0.5)
+        conn.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
+
+
+SOURCE = "https://medium.com/@alice"
+
+
+def articles(n: int) -> list[RawDocument]:
+    """The first ``n`` demo Medium articles as stored raw documents of profile ``alice``."""
+    from twin.demo.content import load_demo_content
+
+    run = uuid.uuid4()
+    return [
+        RawDocument.from_extracted(
+            ExtractedDocument(
+                canonical_url=f"{SOURCE}/{a.slug}",
+                category=Category.ARTICLE,
+                title=a.title,
+                content=a.body,
+                author="Alice Moreau",
+            ),
+            profile="alice",
+            platform=Platform.MEDIUM,
+            source_url=SOURCE,
+            fetched_at=datetime.now(UTC),
+            crawl_run_id=run,
+        )
+        for a in load_demo_content().medium[:n]
+    ]
+
+
+def edited(doc: RawDocument, suffix: str, url: str | None = None) -> RawDocument:
+    """``doc`` with a paragraph appended (and optionally another URL), hash and id recomputed."""
+    extracted = ExtractedDocument(
+        canonical_url=url or doc.canonical_url,
+        category=doc.category,
+        title=doc.title,
+        content=f"{doc.content}\n\n{suffix}",
+        author=doc.author,
+    )
+    return RawDocument.from_extracted(
+        extracted,
+        profile=doc.profile,
+        platform=doc.platform,
+        source_url=doc.source_url,
+        fetched_at=datetime.now(UTC),
+        crawl_run_id=doc.crawl_run_id,
+    )
+
+
+@contextmanager
+def fresh_store(dsn: str) -> Iterator[PostgresDocumentStore]:
+    """A store on its own connection (tests that restart Postgres cannot keep one open)."""
+    with connect(dsn) as conn:
+        yield PostgresDocumentStore(conn)
+
+
+def converged(dsn: str, embedder: SentenceTransformerEmbedder, profile: str = "alice") -> bool:
+    """Whether the feature store equals a rebuild from scratch of the raw documents."""
+    try:
+        with connect(dsn) as conn:
+            return feature_state(conn) == rebuild_state(PostgresDocumentStore(conn), profile, embedder)
+    except psycopg.OperationalError:
+        return False
