@@ -282,14 +282,18 @@ def test_retrieval_stays_within_the_profile_and_filters(
     fs.apply(upserts, [])
     exact_max = 1_000_000
     if indexed:
-        assert len(fs.maintain_indexes(min_rows=50, concurrently=True)) == 6  # 3 categories x 2 profiles
+        # 3 categories x 2 profiles, and each whole profile (for queries without a category filter)
+        assert len(fs.maintain_indexes(min_rows=50, concurrently=True)) == 8
         exact_max = 10
     retriever = PgRetriever(pg_conn, exact_max_rows=exact_max)
+    # Unfiltered: one branch over the whole profile (its own index, or one exact scan).
     plans = retriever.plan(RetrievalQuery("alice", target))
-    assert [(p.category, p.rows, p.ef_search is not None) for p in plans] == [
+    assert [(p.category, p.rows, p.ef_search is not None) for p in plans] == [("*", 240, indexed)]
+    # Filtered by category: one branch per category asked for.
+    filtered = retriever.plan(RetrievalQuery("alice", target, categories=(Category.ARTICLE, Category.CODE)))
+    assert [(p.category, p.rows, p.ef_search is not None) for p in filtered] == [
         ("article", 120, indexed),
         ("code", 60, indexed),
-        ("post", 60, indexed),
     ]
 
     hits = retriever.search(RetrievalQuery("alice", target, k=20))
@@ -417,17 +421,19 @@ def test_recall_against_exact_search_for_small_and_large_profiles(
             assert uses_hnsw == (profile == "large"), plans
             assert float(np.mean(recalls)) >= 0.99, (profile, filtered, float(np.mean(recalls)))
 
-    # The HNSW branch really runs on the partition's partial index (never the btree plus a sort).
+    # HNSW branches really run on the partition's partial index (never the btree plus a sort),
+    # both per category and over the whole profile.
     q = [float(x) for x in vectors[int(np.flatnonzero(profiles == "large")[0])]]
-    query = RetrievalQuery("large", q, k=10, categories=(Category.ARTICLE,))
-    statement = retriever._statement(query, retriever.plan(query))
-    pg_conn.execute("SET LOCAL enable_sort = off")  # as search() does when a branch uses HNSW
-    plan_text = "\n".join(
-        row[0]
-        for row in pg_conn.execute(
-            b"EXPLAIN " + statement.as_bytes(pg_conn), {"q": np.asarray(q, np.float32)}
+    for cats in ((Category.ARTICLE,), ()):
+        query = RetrievalQuery("large", q, k=10, categories=cats)
+        statement = retriever._statement(query, retriever.plan(query))
+        pg_conn.execute("SET LOCAL enable_sort = off")  # as search() does when a branch uses HNSW
+        plan_text = "\n".join(
+            row[0]
+            for row in pg_conn.execute(
+                b"EXPLAIN " + statement.as_bytes(pg_conn), {"q": np.asarray(q, np.float32)}
+            )
         )
-    )
-    pg_conn.rollback()
-    assert "Index Scan using chunks_hnsw_" in plan_text, plan_text
+        pg_conn.rollback()
+        assert "Index Scan using chunks_hnsw_" in plan_text, (cats, plan_text)
     assert time.perf_counter() - started < 90

@@ -8,45 +8,43 @@ Retrieval (:class:`PgRetriever`): always within one profile (an empty profile is
 cosine, score = 1 - distance. pgvector 0.6 has no iterative index scans, so a global HNSW index
 under a selective WHERE returns too few rows (INFRA.md, "the filter trap"). The design:
 
-- the unit of search is the partition (profile, category): 3 categories, so a query is the
-  UNION ALL of at most 3 branches, each top-k, merged top-k;
+- the unit of search is the partition: a whole profile (category ``*``), or one (profile,
+  category). A query without a category filter is ONE branch over its profile; a query with
+  categories is the UNION ALL of one branch per category, each top-k, merged top-k;
 - exact counts per (profile, category, platform) live in ``chunk_counts``, kept by
   statement-level triggers (so COPY, cascaded deletes and TRUNCATE keep them right); the
   retriever caches them per profile for ``stats_ttl_s`` (2 s). A stale count only changes speed:
   every requested category is searched whatever the cache says;
 - a branch is searched exactly (btree ``(profile, category, platform)`` then top-N sort,
   ``ORDER BY (embedding <=> q) + 0`` so no index can be used) when its candidate rows are at most
-  ``EXACT_MAX_ROWS`` (3000), when its partition has no valid index yet, or when the platform
-  filter is so selective that ef_search would exceed pgvector's 1000;
-- otherwise it uses the partition's own partial HNSW index (``WHERE profile = <literal> AND
-  category = <literal>``, created by :meth:`PgFeatureStore.maintain_indexes` once a partition
-  passes 3000 rows), with ``hnsw.ef_search = 60 * rows / candidates`` (a platform filter
-  inside the partition raises it by 1/selectivity). Profile and category are inlined with
-  ``sql.Literal`` so the planner can match the partial index; ``enable_sort = off`` keeps it from
-  preferring btree + sort when statistics are stale (the test caught exactly that after a bulk
-  load). There is no global HNSW index, so no plan can fall into the filter trap;
+  ``EXACT_MAX_ROWS`` (2000: ~1.3 us a row, so under 3 ms), when its partition has no valid index
+  yet, or when the platform filter is so selective that ef_search would exceed pgvector's 1000;
+- otherwise it uses the partition's own partial HNSW index (``WHERE profile = <literal> [AND
+  category = <literal>]``, built by :meth:`PgFeatureStore.maintain_indexes`, which the feature
+  worker runs in the background, once a partition passes 2000 rows), with ``hnsw.ef_search =
+  max(100, 2k) * rows / candidates`` (a platform filter raises it by 1/selectivity). Profile
+  and category are inlined with ``sql.Literal`` so the planner can match the partial index;
+  ``enable_sort = off`` keeps it from preferring btree + sort when statistics are stale (a test
+  caught exactly that after a bulk load). There is no global HNSW index, so no plan can fall
+  into the filter trap;
+- HNSW graphs are built with m=32, ef_construction=200: on the benchmark's clustered corpus,
+  m=16-24 with ef_construction=64 left graph "islands" (whole-query misses: recall 0 for ~1 %
+  of queries, 0.976-0.995 overall) that no ef_search could fix; the denser graph costs about
+  twice the build time (background work) and removed almost all of them;
 - settings, search and COMMIT go out in one pipeline (one round trip); JIT is off.
 
-Measurements (this 2-core VM, shared with other jobs: load average 3-5 while measuring, so
-latencies are pessimistic and noisy; ``bench/retrieval.py``, 100,000 chunks, profiles of
-60/25/10/4/0.8/0.2 %, 200 queries per profile and filter, recall against numpy brute force):
+Measurements (``bench/retrieval.py`` on this 2-core VM, idle; 100,000 chunks, profiles of
+60/25/10/4/0.8/0.2 %, 200 queries per profile with and without a category filter, recall@10
+against exact search):
 
-- writes: 100k chunks through ``apply`` in 4.2-5.3 s with no HNSW index present; building the 8
-  partial indexes (~95k rows) afterwards 20-33 s. With the indexes present, the same load took
-  129 s (incremental HNSW inserts, ~800 chunks/s: still above the embedder's ~390/s).
-- exact search costs about 1 us per candidate row (p002 200 rows: p50 0.8-1.0 ms; p04 4000 rows:
-  p50 3.4-6 ms); exact over the 60 % profile (the baseline) p95 59-91 ms.
-- small profiles (exact): recall@10 = 1.0, p95 1.7-2.7 ms (p002, p008).
-- large partitions (HNSW, m=24, ef_construction=64, ef_search 60): recall@10 0.976-0.995 per
-  profile/filter, p50 2-8 ms, p95 8-25 ms under that load. Unfiltered queries over a large
-  profile run 3 index scans (one per category): ~1 ms each at ef_search 60-100 when idle.
-- the misses are whole-query misses (recall 0 for ~1 % of queries): HNSW graph islands around
-  small, tight topic clusters of the synthetic corpus (seen with m=16/ef_construction=64,
-  16/128 and 32/128 as well; 24/64 gave 0.999 on one build, 0.976-0.995 on another). Raising
-  ef_search does not help (ef 40 → 150: 0.974 → 0.984). INFRA's measurement on real MiniLM
-  embeddings (0.991 at ef_search 100, global index) suggests real text is kinder.
-- global HNSW (rejected): recall 0.02 for a 0.5 % profile (INFRA); per-(profile, category)
-  partitions never filter by profile or category inside an index scan.
+- writes: 100k chunks through ``apply`` in ~4.4 s with no HNSW index present; building the 13
+  partial indexes afterwards ~110 s (m=32, ef_construction=200). Incremental HNSW inserts (indexes
+  present) are slower (~800 chunks/s at m=24) but still above the embedder's throughput here.
+- small profiles (exact): recall 1.0, p95 1.7-2.2 ms; 4 % profile (whole-profile HNSW): 1.0, 2.5 ms.
+- large profiles (HNSW): recall 0.990-1.000 (category-filtered 1.000), p95 3.3-5.4 ms.
+- overall: p95 4.1 ms over all 2,400 queries, worst profile p95 5.4 ms, worst recall 0.990;
+  exact search over the largest profile, the baseline, p95 54 ms (13x slower).
+- global HNSW (rejected): recall 0.02 for a 0.5 % profile (INFRA).
 """
 
 from __future__ import annotations
@@ -77,13 +75,24 @@ from twin.domain.features import (
 
 # Partitions (profile, category) with at most this many candidate rows are searched exactly; a
 # partition with more gets a partial HNSW index. See the module docstring for the measurements.
-EXACT_MAX_ROWS = 3000
+EXACT_MAX_ROWS = 2000
 # hnsw.ef_search for an unfiltered partition; divided by the platform filter's selectivity.
-EF_SEARCH_BASE = 60
+EF_SEARCH_BASE = 100
 EF_SEARCH_MAX = 1000  # pgvector's upper limit for hnsw.ef_search
-HNSW_M = 24
-HNSW_EF_CONSTRUCTION = 64
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 200
 _INDEX_PREFIX = "chunks_hnsw_"
+
+
+# The category of a whole-profile partition (its index serves queries without a category filter).
+WHOLE_PROFILE = "*"
+
+
+def _partition_filter(profile: str, category: str) -> sql.Composed:
+    """The WHERE clause of a partition, with literals so the planner can match its partial index."""
+    if category == WHOLE_PROFILE:
+        return sql.SQL("profile = {}").format(sql.Literal(profile))
+    return sql.SQL("profile = {} AND category = {}").format(sql.Literal(profile), sql.Literal(category))
 
 
 def index_name(profile: str, category: str) -> str:
@@ -369,10 +378,14 @@ class PgFeatureStore:
         exactly: slower, never wrong. Returns the names of the indexes created.
         """
         conn = self._conn
+        # Partitions: each (profile, category), and each whole profile (category "*"), which
+        # serves unfiltered queries with one index scan instead of one per category.
         wanted = {
             index_name(p, c): (p, c, n)
             for p, c, n in conn.execute(
                 "SELECT profile, category, sum(n) FROM chunk_counts GROUP BY profile, category"
+                " UNION ALL SELECT profile, %s, sum(n) FROM chunk_counts GROUP BY profile",
+                (WHOLE_PROFILE,),
             )
         }
         existing: dict[str, bool] = dict(
@@ -406,14 +419,13 @@ class PgFeatureStore:
                 conn.execute(
                     sql.SQL(
                         "CREATE INDEX {}IF NOT EXISTS {} ON chunks USING hnsw (embedding vector_cosine_ops)"
-                        " WITH (m = {}, ef_construction = {}) WHERE profile = {} AND category = {}"
+                        " WITH (m = {}, ef_construction = {}) WHERE {}"
                     ).format(
                         conc,
                         sql.Identifier(name),
                         sql.Literal(HNSW_M),
                         sql.Literal(HNSW_EF_CONSTRUCTION),
-                        sql.Literal(profile),
-                        sql.Literal(category),
+                        _partition_filter(profile, category),
                     )
                 )
             conn.execute("RESET maintenance_work_mem")
@@ -470,6 +482,7 @@ class PgRetriever:
         self._ef_max = ef_search_max
         self._stats_ttl_s = stats_ttl_s
         self._cache: dict[str, tuple[float, dict[tuple[str, str], tuple[int, bool]]]] = {}
+        self._profile_index_cache: dict[str, tuple[float, bool]] = {}
 
     def plan(self, query: RetrievalQuery) -> list[Plan]:
         """The per-partition plan :meth:`search` would run (also for tests and the benchmark)."""
@@ -546,7 +559,48 @@ class PgRetriever:
         self._cache[profile] = (now, found)
         return found
 
+    def _profile_index_valid(self, profile: str) -> bool:
+        """Whether the profile's own HNSW index exists and is valid, cached like the counts."""
+        now = time.monotonic()
+        cached = self._profile_index_cache.get(profile)
+        if cached is not None and now - cached[0] < self._stats_ttl_s:
+            return cached[1]
+        with self._conn.transaction():
+            row = self._conn.execute(
+                "SELECT coalesce((SELECT indisvalid FROM pg_index"
+                " WHERE indexrelid = to_regclass(%s)), false)",
+                (index_name(profile, WHOLE_PROFILE),),
+            ).fetchone()
+        valid = bool(row and row[0])
+        if len(self._profile_index_cache) > 10_000:
+            self._profile_index_cache.clear()
+        self._profile_index_cache[profile] = (now, valid)
+        return valid
+
     def _plan(self, query: RetrievalQuery) -> list[Plan]:
+        if not query.categories or {c.value for c in query.categories} == {c.value for c in Category}:
+            whole = self._plan_whole_profile(query)
+            if whole is not None:
+                return [whole]
+        return self._plan_per_category(query)
+
+    def _plan_whole_profile(self, query: RetrievalQuery) -> Plan | None:
+        """One branch for an unfiltered query: the profile's own index, or one exact scan when the
+        profile is small. None when the profile is large but its index is not built yet."""
+        platforms = {p.value for p in query.platforms}
+        partitions = self._partitions(query.profile)
+        n = sum(rows for rows, _ in partitions.values())
+        m = sum(
+            rows for (_, platform), (rows, _) in partitions.items() if not platforms or platform in platforms
+        )
+        if m <= self._exact_max_rows:
+            return Plan(WHOLE_PROFILE, n, m, None)
+        if not self._profile_index_valid(query.profile):
+            return None
+        need = math.ceil(max(self._ef_base, 2 * query.k) * n / m)
+        return Plan(WHOLE_PROFILE, n, m, need) if need <= self._ef_max else None
+
+    def _plan_per_category(self, query: RetrievalQuery) -> list[Plan]:
         wanted = {c.value for c in query.categories} or {c.value for c in Category}
         platforms = {p.value for p in query.platforms}
         rows = dict.fromkeys(wanted, 0)
@@ -565,7 +619,7 @@ class PgRetriever:
             if indexed[category] and m > self._exact_max_rows:
                 # The index scan yields ef_search rows of the partition; the platform filter keeps a
                 # share m/n of them, so ef_search grows with 1/selectivity to keep the same yield.
-                need = math.ceil(max(self._ef_base, query.k) * n / m)
+                need = math.ceil(max(self._ef_base, 2 * query.k) * n / m)
                 ef = need if need <= self._ef_max else None  # beyond pgvector's limit: exact
             plans.append(Plan(category, n, m, ef))
         return plans
@@ -573,9 +627,7 @@ class PgRetriever:
     def _statement(self, query: RetrievalQuery, plans: Iterable[Plan]) -> sql.Composed:
         branches = []
         for p in plans:
-            where = sql.SQL("profile = {} AND category = {}").format(
-                sql.Literal(query.profile), sql.Literal(p.category)
-            )
+            where = _partition_filter(query.profile, p.category)
             if query.platforms:
                 where = sql.SQL("{} AND platform = ANY({})").format(
                     where, sql.Literal(sorted({x.value for x in query.platforms}))
