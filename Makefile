@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast lint bench-crawl clean
+.PHONY: setup demo test test-fast lint bench-crawl bench-features bench-retrieval clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -31,6 +31,12 @@ lint: setup
 ## Benchmarks: run on demand; each prints its result as a ratio against a same-run baseline.
 bench-crawl: setup
 	$(BIN)/python bench/crawl.py
+
+bench-features: setup
+	$(BIN)/python bench/features.py
+
+bench-retrieval: setup
+	$(BIN)/python bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -226,6 +226,8 @@ def features(
         "chunks": summary.chunks,
         "freshness_p50_s": round(_percentile(summary.freshness_s, 0.5), 3),
         "freshness_p95_s": round(_percentile(summary.freshness_s, 0.95), 3),
+        "busy_s": round(summary.busy_s, 3),
+        "chunks_per_s": round(summary.chunks / summary.busy_s, 1) if summary.busy_s else 0.0,
     }
     if as_json:
         print(json.dumps(result))

@@ -29,9 +29,11 @@ from support.features import (
 )
 from support.services.kafka import KafkaBroker, KafkaConnect, drop_slot, free_port
 from twin.adapters.embedders import SentenceTransformerEmbedder
+from twin.adapters.pgvector_store import PgRetriever
 from twin.adapters.postgres import PostgresDocumentStore, connect
 from twin.demo.content import load_demo_content
 from twin.domain.documents import RawDocument
+from twin.domain.features import RetrievalQuery
 
 pytestmark = [
     pytest.mark.integration,
@@ -108,6 +110,11 @@ def test_changes_flow_through_kafka_to_the_feature_store(
         wait_for(lambda: converged(pg_dsn, embedder), what="the update")
         assert store.delete_missing("alice", SOURCE, {docs[0].canonical_url, docs[1].canonical_url}) == 1
         wait_for(lambda: converged(pg_dsn, embedder), what="the delete")
+        # Retrieval, as serving will run it, puts the document a question is about first.
+        question = f"What does Alice write in '{docs[1].title}'?"
+        with connect(pg_dsn) as conn:
+            hits = PgRetriever(conn).search(RetrievalQuery("alice", embedder.embed([question])[0], k=5))
+        assert hits and hits[0].document_id == docs[1].id, [(h.title, h.score) for h in hits]
     finally:
         assert features.stop() == 0, features.output()
 

@@ -33,6 +33,15 @@ class FeaturesSummary:
     dead_lettered: int = 0
     chunks: int = 0
     freshness_s: list[float] = field(default_factory=list)
+    # Monotonic times of the first batch's start and the last batch's end: the busy span.
+    first_started: float | None = None
+    last_finished: float | None = None
+
+    @property
+    def busy_s(self) -> float:
+        if self.first_started is None or self.last_finished is None:
+            return 0.0
+        return self.last_finished - self.first_started
 
     def add(self, report: BatchReport) -> None:
         self.batches += 1
@@ -106,6 +115,7 @@ class FeatureService:
         # The idle clock starts once the feed has shown it is up (a batch or a heartbeat): start-up
         # (JVM, snapshot, consumer-group join) takes seconds and is not idleness.
         self._last_activity: float | None = None
+        self._busy = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -116,7 +126,7 @@ class FeatureService:
         assert self.idle_exit_s is not None
         while not self._stopping.is_set():
             seen = self._last_activity
-            if seen is not None and time.monotonic() - seen >= self.idle_exit_s:
+            if not self._busy and seen is not None and time.monotonic() - seen >= self.idle_exit_s:
                 self.stop()
                 return
             time.sleep(0.2)
@@ -178,7 +188,15 @@ class FeatureService:
                 log.warning("index maintenance failed: %s", exc)
 
     def _handle(self, pipeline: FeaturePipeline, batch: Any) -> None:
-        report = pipeline.handle(batch)
+        started = time.monotonic()
+        if self.summary.first_started is None:
+            self.summary.first_started = started
+        self._busy = True  # a long batch is not idleness
+        try:
+            report = pipeline.handle(batch)
+        finally:
+            self._busy = False
+        self.summary.last_finished = time.monotonic()
         self.summary.add(report)
         self._last_activity = time.monotonic()
         if self.on_batch is not None:
