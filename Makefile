@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast lint bench-crawl bench-features bench-retrieval clean
+.PHONY: setup demo test test-fast lint bench-crawl bench-features bench-retrieval bench-train clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -34,6 +34,9 @@ bench-crawl: setup
 
 bench-features: setup
 	$(BIN)/python bench/features.py
+
+bench-train: setup
+	$(BIN)/python bench/train.py
 
 bench-retrieval: setup
 	$(BIN)/python bench/retrieval.py

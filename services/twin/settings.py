@@ -94,6 +94,53 @@ class FeaturesSettings(BaseModel):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "llm-twin"
+
+
+class TrainingSettings(BaseModel):
+    """Operational knobs of ``twin train``; the hyperparameters live in the profile's spec.training."""
+
+    # MLflow: unset = SQLite and local artifacts under <home>/mlflow (the embedded runtime); on a
+    # cluster, the MLflow server's URL (e.g. http://mlflow:5000).
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+    # Where bundled base models are converted to (once) and cached.
+    model_cache_dir: Path = Field(default_factory=lambda: _default_cache() / "models")
+    # Instructions: "offline" templates (no model needed) or a "teacher" LLM on any
+    # OpenAI-compatible endpoint (teacher_base_url, teacher_model, teacher_api_key).
+    generator: Literal["offline", "teacher"] = "offline"
+    teacher_base_url: str | None = None
+    teacher_model: str | None = None
+    teacher_api_key: SecretStr | None = None
+    teacher_timeout_s: float = Field(default=120.0, gt=0)
+    teacher_concurrency: int = Field(default=4, ge=1, le=64)
+    # Dataset building (all of it is part of the dataset version id).
+    heldout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    split_seed: int = 0
+    min_response_chars: int = Field(default=80, ge=1)
+    max_response_tokens: int = Field(default=384, ge=16)
+    # The run.
+    max_steps: int | None = Field(default=None, ge=1)  # a cap on optimizer steps (demos, smoke runs)
+    log_every_steps: int = Field(default=5, ge=1)  # metrics to MLflow every N optimizer steps
+    seed: int = 42
+    cpu_workers: int = Field(default=1, ge=1, le=64)  # Ray Train workers when there is no GPU
+    cpus_per_worker: int = Field(default=2, ge=1, le=256)  # torch threads per worker
+    ray_address: str | None = None  # unset: a local Ray; "auto" or ray://host:10001 joins a cluster
+    # Evaluation on held-out writing.
+    eval_batch_size: int = Field(default=8, ge=1)
+    eval_max_samples: int = Field(default=64, ge=1)
+    style_samples: int = Field(default=4, ge=0)  # generations per model for the style-fidelity score
+    style_max_new_tokens: int = Field(default=96, ge=8)
+    judge: bool = False  # LLM-as-judge through the teacher endpoint
+    # Promotion: a candidate becomes champion when its held-out perplexity is this much (relative)
+    # below the champion's on the same held-out samples.
+    promotion_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
+    auto_promote: bool = True
+    # Continuous training: retrain once this many documents are new, changed or deleted.
+    retrain_min_changed_documents: int = Field(default=5, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWIN_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -105,3 +152,4 @@ class Settings(BaseSettings):
     linkedin: LinkedInSettings = Field(default_factory=LinkedInSettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)

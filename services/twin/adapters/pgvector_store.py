@@ -361,6 +361,31 @@ class PgFeatureStore:
                         )
                     )
 
+    def cleaned_documents(self, profile: str) -> list[CleanedDocument]:
+        """The training snapshot of ``profile``: every cleaned document, ordered by id."""
+        rows = self._conn.execute(
+            "SELECT id, profile, platform, category, url, title, content, raw_content_hash, lsn,"
+            " committed_at, metadata FROM cleaned_documents WHERE profile = %s ORDER BY id",
+            (profile,),
+        ).fetchall()
+        self._conn.commit()
+        return [
+            CleanedDocument(
+                id=r[0],
+                profile=r[1],
+                platform=Platform(r[2]),
+                category=Category(r[3]),
+                url=r[4],
+                title=r[5],
+                content=r[6],
+                raw_content_hash=r[7],
+                lsn=r[8],
+                committed_at=r[9],
+                metadata=r[10] or {},
+            )
+            for r in rows
+        ]
+
     def dead_letter(self, change: RawChange, reason: str) -> None:
         with self._conn.transaction():
             self._conn.execute(

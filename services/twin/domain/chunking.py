@@ -399,7 +399,7 @@ def _chunk_article(doc: CleanedDocument, budget: _Budget, overlap_tokens: int) -
     if budget.fits(whole):
         return [(whole, {})]
     pieces: list[Piece] = []
-    for heading, start, end in _sections(content):
+    for heading, start, end in sections(content):
         prefix = _prefix(budget, title, heading) if heading is not None else _prefix(budget, title)
         metadata: dict[str, Any] = {"section": heading} if heading is not None else {}
         blocks = _blocks(content, start, end)
@@ -412,7 +412,7 @@ def _chunk_article(doc: CleanedDocument, budget: _Budget, overlap_tokens: int) -
     return pieces or _chunk_prose(content, budget, overlap_tokens)
 
 
-def _sections(content: str) -> list[tuple[str | None, int, int]]:
+def sections(content: str) -> list[tuple[str | None, int, int]]:
     """``(heading, body start, body end)`` for the text before the first ``## `` and each section."""
     sections: list[tuple[str | None, int, int]] = []
     heading: str | None = None

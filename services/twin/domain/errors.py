@@ -16,6 +16,8 @@
     │   ├── CredentialsRequired     the platform needs a login and settings hold none
     │   └── LoginFailed             the platform refused the login from settings
     ├── PoisonEvent                 a change event that can never be processed: dead-lettered, stream goes on
+    ├── InsufficientData            permanent until more writing arrives: no documents to train on, or
+    │                               too few to hold any out for evaluation; nothing is trained or registered
     ├── DependencyNotReady          temporary: a store or service is not up yet; retry after a delay
     └── StoreError                  a storage operation failed for a reason other than readiness
 
@@ -67,6 +69,11 @@ class CredentialsRequired(FetchError):
 
 class LoginFailed(FetchError):
     """The platform refused the credentials from settings."""
+
+
+class InsufficientData(TwinError):
+    """A profile's data cannot make a dataset: no documents, no training samples after filters, or
+    no document to hold out for evaluation. Permanent until more writing is collected."""
 
 
 class DependencyNotReady(TwinError):

@@ -70,11 +70,22 @@ class LoraSpec(_Spec):
 
 
 class TrainingSpec(_Spec):
+    """LoRA fine-tuning of ``baseModel`` on the owner's writing (see ``twin.domain.training``)."""
+
     lora: LoraSpec = Field(default_factory=LoraSpec)
     learning_rate: float = Field(default=2e-4, gt=0.0, lt=1.0)
     epochs: float = Field(default=3.0, gt=0.0, le=100.0)
+    # Tokens per sample, prompt included (longer samples lose the end of their response).
     max_length: int = Field(default=512, ge=16, le=131_072)
+    batch_size: int = Field(default=8, ge=1, le=1024)  # per worker
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
+    # GPUs for the run: one Ray Train worker per GPU. 0, or none in the cluster: one CPU worker.
     gpus: int = Field(default=1, ge=0, le=64)
+    # ddp: a model copy per GPU; fsdp: the base model sharded across GPUs (for models too large for one).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    # auto: QLoRA (4-bit base) when a GPU and bitsandbytes are present; 4bit: require it; none: never.
+    quantization: Literal["auto", "none", "4bit"] = "auto"
 
 
 class ServingSpec(_Spec):

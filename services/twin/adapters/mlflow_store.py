@@ -1,0 +1,345 @@
+"""MLflow: dataset versions, training runs and the model registry, through one client.
+
+Layout (one experiment per profile, ``twin/<profile>``):
+
+- a **dataset run** per dataset version (tag ``twin.kind=dataset``, run name = the version id):
+  ``dataset/train.jsonl``, ``dataset/heldout.jsonl`` (every sample with its lineage: document id,
+  raw content hash, URL), ``dataset/documents.json`` (the (id, hash) pairs it was built from) and
+  ``dataset/stats.json``. Building the same version again finds this run instead of writing another;
+- a **training run** per run key (tag ``twin.kind=train``, ``twin.run_key``): params, metrics every
+  N steps, the dataset version as its input (``log_inputs``), the adapter under ``adapter/``,
+  evaluation under ``eval/``, system info as tags;
+- the **registered model** ``twin-<profile>``: one version per trained adapter (source
+  ``runs:/<run>/adapter``), tagged with the dataset version, base model and metrics; aliases
+  ``candidate`` (the newest) and ``champion`` (what serving loads).
+
+``tracking_uri`` is ``sqlite:///…`` in the embedded runtime and the MLflow server's URL on a
+cluster; nothing connects until a method is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twin.domain.dataset import Dataset, DatasetStats, Sample, Split
+from twin.domain.errors import DependencyNotReady, InvalidSpec
+
+KIND_TAG = "twin.kind"
+DATASET_TAG = "twin.dataset_version"
+RUN_KEY_TAG = "twin.run_key"
+PROFILE_TAG = "twin.profile"
+_FINISHED = "attributes.status = 'FINISHED'"
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+
+def model_name(profile: str) -> str:
+    return f"twin-{profile}"
+
+
+def experiment_name(profile: str) -> str:
+    return f"twin/{profile}"
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One registered adapter version, as the registry and serving see it."""
+
+    profile: str
+    version: int
+    run_id: str
+    source: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+
+    @property
+    def base_model(self) -> str:
+        return self.tags.get("base_model", "")
+
+    @property
+    def dataset_version(self) -> str:
+        return self.tags.get("dataset_version", "")
+
+    def metric(self, name: str) -> float | None:
+        value = self.tags.get(name)
+        return float(value) if value not in (None, "") else None
+
+
+class MlflowStore:
+    def __init__(self, tracking_uri: str, artifact_root: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    # ---------------------------------------------------------------------------- experiments
+
+    def experiment_id(self, profile: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = experiment_name(profile)
+        try:
+            found = self.client.get_experiment_by_name(name)
+        except MlflowException as exc:
+            raise DependencyNotReady(f"MLflow at {self.tracking_uri} is not usable: {exc}") from exc
+        if found is not None:
+            return str(found.experiment_id)
+        location = f"{self.artifact_root.rstrip('/')}/{profile}" if self.artifact_root else None
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except MlflowException:  # created by a concurrent starter in between
+            return str(self.client.get_experiment_by_name(name).experiment_id)
+
+    def _search(self, profile: str, filter_string: str, max_results: int = 10) -> list[Any]:
+        return list(
+            self.client.search_runs(
+                [self.experiment_id(profile)],
+                filter_string=filter_string,
+                max_results=max_results,
+                order_by=["attributes.start_time DESC"],
+            )
+        )
+
+    # ------------------------------------------------------------------------------- datasets
+
+    def find_dataset(self, profile: str, version: str) -> str | None:
+        """The run id of dataset ``version``, if it was stored completely before."""
+        runs = self._search(
+            profile,
+            f"tags.`{KIND_TAG}` = 'dataset' AND tags.`{DATASET_TAG}` = '{version}' AND {_FINISHED}",
+            max_results=1,
+        )
+        return str(runs[0].info.run_id) if runs else None
+
+    def save_dataset(self, dataset: Dataset, params: Mapping[str, Any]) -> str:
+        """Store ``dataset`` as a dataset run (see the module docstring); return its run id."""
+        client = self.client
+        run = client.create_run(
+            self.experiment_id(dataset.profile),
+            run_name=dataset.version,
+            tags={
+                KIND_TAG: "dataset",
+                DATASET_TAG: dataset.version,
+                PROFILE_TAG: dataset.profile,
+                "twin.generator": dataset.generator,
+            },
+        )
+        run_id = str(run.info.run_id)
+        try:
+            from mlflow.entities import Param
+
+            client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())])
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp)
+                for split in Split:
+                    with (out / f"{split.value}.jsonl").open("w", encoding="utf-8") as fh:
+                        for s in dataset.split(split):
+                            fh.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
+                (out / "documents.json").write_text(json.dumps([list(d) for d in dataset.documents]))
+                (out / "stats.json").write_text(json.dumps(dataset.stats.__dict__, indent=2, sort_keys=True))
+                client.log_artifacts(run_id, str(out), "dataset")
+            from mlflow.entities import Metric
+
+            stats = dataset.stats
+            now = _now_ms()
+            client.log_batch(
+                run_id,
+                metrics=[
+                    Metric(k, float(getattr(stats, k)), now, 0)
+                    for k in (
+                        "documents",
+                        "train_documents",
+                        "heldout_documents",
+                        "train_samples",
+                        "heldout_samples",
+                    )
+                ],
+            )
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
+        return run_id
+
+    def load_dataset(self, run_id: str) -> Dataset:
+        client = self.client
+        run = client.get_run(run_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(client.download_artifacts(run_id, "dataset", tmp))
+            samples: list[Sample] = []
+            for split in Split:
+                with (folder / f"{split.value}.jsonl").open(encoding="utf-8") as fh:
+                    samples.extend(Sample.from_json(json.loads(line)) for line in fh if line.strip())
+            documents = tuple(
+                (str(a), str(b)) for a, b in json.loads((folder / "documents.json").read_text())
+            )
+            stats = DatasetStats(**json.loads((folder / "stats.json").read_text()))
+        samples.sort(key=lambda s: (s.split.value != "train", str(s.document_id), s.part))
+        return Dataset(
+            version=run.data.tags[DATASET_TAG],
+            profile=run.data.tags[PROFILE_TAG],
+            generator=run.data.tags.get("twin.generator", ""),
+            samples=tuple(samples),
+            stats=stats,
+            documents=documents,
+        )
+
+    def dataset_input(self, run_id: str, dataset_run_id: str, dataset: Dataset) -> None:
+        """Record ``dataset`` as the training run's input (MLflow's dataset lineage)."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        uri = f"{self.client.get_run(dataset_run_id).info.artifact_uri}/dataset"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": both are local
+            source = resolve_dataset_source(uri)
+        meta_type: Any = MetaDataset  # mypy reads it as abstract; it is the documented concrete class
+        meta = meta_type(source, name=dataset.version, digest=dataset.version.removeprefix("ds-"))
+        self.client.log_inputs(
+            run_id,
+            [DatasetInput(meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])],
+        )
+
+    # ------------------------------------------------------------------------------ training
+
+    def find_training_run(self, profile: str, run_key: str) -> Any | None:
+        """The finished training run with ``run_key`` that registered an adapter, if any."""
+        for run in self._search(
+            profile,
+            f"tags.`{KIND_TAG}` = 'train' AND tags.`{RUN_KEY_TAG}` = '{run_key}' AND {_FINISHED}",
+        ):
+            if run.data.tags.get("twin.model_version"):
+                return run
+        return None
+
+    @contextmanager
+    def training_run(self, profile: str, run_key: str, tags: Mapping[str, str]) -> Iterator[str]:
+        """A training run that ends FINISHED when the block completes and FAILED when it raises."""
+        client = self.client
+        run = client.create_run(
+            self.experiment_id(profile),
+            run_name=f"train-{run_key}",
+            tags={KIND_TAG: "train", RUN_KEY_TAG: run_key, PROFILE_TAG: profile, **tags},
+        )
+        run_id = str(run.info.run_id)
+        try:
+            yield run_id
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+
+    def log_json(self, run_id: str, data: Any, artifact_file: str) -> None:
+        self.client.log_text(
+            run_id, json.dumps(data, indent=2, ensure_ascii=False, default=str), artifact_file
+        )
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(int(m.step), float(m.value)) for m in self.client.get_metric_history(run_id, key)]
+
+    # ------------------------------------------------------------------------------ registry
+
+    def register_adapter(self, profile: str, run_id: str, tags: Mapping[str, Any]) -> ModelVersionInfo:
+        """A new version of ``twin-<profile>`` from the run's ``adapter/`` artifacts."""
+        from mlflow.exceptions import MlflowException
+
+        name = model_name(profile)
+        client = self.client
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            with contextlib.suppress(MlflowException):  # or registered concurrently
+                client.create_registered_model(
+                    name, description=f"LoRA adapters in the voice of profile {profile!r} (LLM Twin)"
+                )
+        mv = client.create_model_version(
+            name, f"runs:/{run_id}/adapter", run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+        )
+        return self._info(profile, mv)
+
+    def _info(self, profile: str, mv: Any) -> ModelVersionInfo:
+        return ModelVersionInfo(
+            profile=profile,
+            version=int(mv.version),
+            run_id=str(mv.run_id),
+            source=str(mv.source),
+            aliases=tuple(getattr(mv, "aliases", ()) or ()),
+            tags=dict(mv.tags or {}),
+        )
+
+    def versions(self, profile: str) -> list[ModelVersionInfo]:
+        """Every registered version of the profile's model, oldest first ([] when none)."""
+        found = self.client.search_model_versions(f"name = '{model_name(profile)}'")
+        return sorted((self._info(profile, mv) for mv in found), key=lambda v: v.version)
+
+    def version(self, profile: str, version: int) -> ModelVersionInfo:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._info(profile, self.client.get_model_version(model_name(profile), str(version)))
+        except MlflowException as exc:
+            raise InvalidSpec(f"profile {profile!r} has no model version {version}") from exc
+
+    def by_alias(self, profile: str, alias: str) -> ModelVersionInfo | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version_by_alias(model_name(profile), alias)
+        except MlflowException:
+            return None
+        return self._info(profile, mv)
+
+    def set_alias(self, profile: str, alias: str, version: int) -> None:
+        self.client.set_registered_model_alias(model_name(profile), alias, str(version))
+
+    def tag_version(self, profile: str, version: int, tags: Mapping[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_model_version_tag(model_name(profile), str(version), k, str(v))
+
+    def download_adapter(self, info: ModelVersionInfo, dest: Path) -> Path:
+        """The version's adapter directory, downloaded under ``dest`` (a no-op copy for local files)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(info.run_id, "adapter", str(dest)))
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
