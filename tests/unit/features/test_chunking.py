@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from twin.demo.corpus import demo_documents
 
 from twin.adapters.tokens import HfTokenCounter, default_model_dir
+from twin.demo.corpus import demo_documents
 from twin.domain.chunking import TITLE_SEPARATOR, ChunkPolicy, chunk_document
 from twin.domain.documents import Category, Platform
 from twin.domain.features import Chunk, CleanedDocument

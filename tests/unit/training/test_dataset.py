@@ -13,8 +13,8 @@ import uuid
 from typing import Any
 
 import pytest
-from twin.demo.corpus import demo_documents
 
+from twin.demo.corpus import demo_documents
 from twin.domain.dataset import (
     DatasetConfig,
     Seed,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from twin.demo.corpus import demo_documents
 
+from twin.demo.corpus import demo_documents
 from twin.domain.errors import InvalidSpec
 from twin.domain.profile import TrainingSpec, parse_profile
 from twin.domain.style import style_fidelity, style_profile
