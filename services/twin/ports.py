@@ -6,8 +6,8 @@ A fake is used beside, never instead of, a test against the real service.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from typing import Any, Protocol
 
 from twin.domain.crawl import SourceReport, UpsertOutcome
 from twin.domain.dataset import InstructionGenerator
@@ -19,6 +19,7 @@ from twin.domain.features import (
     RetrievalHit,
     RetrievalQuery,
 )
+from twin.domain.generation import AdapterRef, EngineDelta, GenerationParams
 
 
 class DocumentStore(Protocol):
@@ -112,8 +113,35 @@ class ChangeFeed(Protocol):
     def stop(self) -> None: ...
 
 
+class ChatEngine(Protocol):
+    """Generation for serving: vLLM (``twin.adapters.vllm_engine``) or transformers
+    (``twin.adapters.transformers_engine``), with LoRA adapters loaded and unloaded at runtime."""
+
+    name: str
+    tokenizer: Any  # the base model's (it carries the chat template)
+
+    async def load_adapter(self, adapter: AdapterRef) -> None:
+        """Make ``adapter`` usable; a broken adapter raises and leaves the engine serving."""
+        ...
+
+    async def unload_adapter(self, adapter: AdapterRef) -> None: ...
+
+    def generate(
+        self, prompt_ids: list[int], params: GenerationParams, adapter: AdapterRef | None, request_id: str
+    ) -> AsyncIterator[EngineDelta]:
+        """Stream the completion of ``prompt_ids`` (with ``adapter``, or the base model)."""
+        ...
+
+    async def shutdown(self) -> None: ...
+
+    def close(self) -> None:
+        """Release the engine now (from a finaliser: no event loop needed)."""
+        ...
+
+
 __all__ = [
     "ChangeFeed",
+    "ChatEngine",
     "DocumentStore",
     "Embedder",
     "FeatureStore",

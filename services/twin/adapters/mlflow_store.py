@@ -25,7 +25,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,9 +305,22 @@ class MlflowStore:
         )
 
     def versions(self, profile: str) -> list[ModelVersionInfo]:
-        """Every registered version of the profile's model, oldest first ([] when none)."""
-        found = self.client.search_model_versions(f"name = '{model_name(profile)}'")
-        return sorted((self._info(profile, mv) for mv in found), key=lambda v: v.version)
+        """Every registered version of the profile's model with its aliases, oldest first ([] when none)."""
+        from mlflow.exceptions import MlflowException
+
+        name = model_name(profile)
+        try:
+            aliases: dict[str, str] = dict(self.client.get_registered_model(name).aliases or {})
+        except MlflowException:
+            return []
+        by_version: dict[int, list[str]] = {}
+        for alias, version in sorted(aliases.items()):
+            by_version.setdefault(int(version), []).append(alias)
+        # search results leave aliases out: they come from the registered model above
+        found = [self._info(profile, mv) for mv in self.client.search_model_versions(f"name = '{name}'")]
+        return sorted(
+            (replace(v, aliases=tuple(by_version.get(v.version, ()))) for v in found), key=lambda v: v.version
+        )
 
     def version(self, profile: str, version: int) -> ModelVersionInfo:
         from mlflow.exceptions import MlflowException

@@ -96,9 +96,11 @@ class TeacherInstructions:
         api_key: str | None = None,
         timeout_s: float = 120.0,
         concurrency: int = 4,
+        max_tokens: int = 120,
     ) -> None:
         self._endpoint = _Endpoint(base_url, model, api_key, timeout_s)
         self._concurrency = concurrency
+        self._max_tokens = max_tokens
         self._fallback = OfflineInstructions()
         self.fallbacks = 0
 
@@ -111,7 +113,7 @@ class TeacherInstructions:
             f"Author: {owner}\nPlatform: {doc.platform.value}\nKind: {doc.category.value}\n"
             f"Title: {doc.title}\n\nText:\n{seed.text[:6000]}"
         )
-        reply = self._endpoint.call(_TEACHER_SYSTEM, user, max_tokens=120).strip().strip('"')
+        reply = self._endpoint.call(_TEACHER_SYSTEM, user, max_tokens=self._max_tokens).strip().strip('"')
         if not reply or len(reply) > _MAX_INSTRUCTION_CHARS:
             self.fallbacks += 1
             return self._fallback.instructions([seed], owner)[0]
@@ -126,13 +128,22 @@ class Judge:
     """Rates generated texts against the owner's reference texts, 1-10 (mean over pairs)."""
 
     def __init__(
-        self, base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 120.0
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_tokens: int = 8,
     ) -> None:
         self._endpoint = _Endpoint(base_url, model, api_key, timeout_s)
+        self._max_tokens = max_tokens
 
     def rate(self, reference: str, candidate: str) -> float | None:
         reply = self._endpoint.call(
-            _JUDGE_SYSTEM, f"Reference:\n{reference[:4000]}\n\nCandidate:\n{candidate[:4000]}", max_tokens=8
+            _JUDGE_SYSTEM,
+            f"Reference:\n{reference[:4000]}\n\nCandidate:\n{candidate[:4000]}",
+            max_tokens=self._max_tokens,
         )
         match = _NUMBER.search(reply)
         return float(match.group(1)) if match else None
