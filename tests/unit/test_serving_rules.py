@@ -157,3 +157,16 @@ def test_judge_replies_are_read_as_ratings() -> None:
         match = _NUMBER.search(reply)
         assert match is not None and match.group(1) == rating
     assert _NUMBER.search("no idea") is None and _NUMBER.search("0") is None
+
+
+def test_quantization_modes_per_device() -> None:
+    from twin.adapters.vllm_engine import vllm_quantization
+    from twin.domain.errors import InvalidSpec
+
+    assert vllm_quantization("none", "cpu") is None and vllm_quantization("none", "cuda") is None
+    assert vllm_quantization("fp8", "cuda") == "fp8"
+    assert vllm_quantization("int4", "cuda") == "bitsandbytes"
+    assert vllm_quantization("int8", "cpu") == "int8_per_channel_weight_only"
+    for mode, device in (("fp8", "cpu"), ("int4", "cpu"), ("int8", "cuda")):
+        with pytest.raises(InvalidSpec, match=mode):
+            vllm_quantization(mode, device)

@@ -27,9 +27,11 @@ from typing import Any
 from twin.domain.errors import InvalidSpec
 from twin.domain.generation import AdapterRef, EngineDelta, GenerationParams
 
-# The serving spec's quantization → vLLM's, per device. None: not available there.
+# The serving spec's quantization → vLLM's, per device; a mode missing from a device's table is
+# refused before the engine starts. vLLM quantizes bitsandbytes in flight to 4 bits only (8-bit
+# needs a pre-quantized checkpoint), so int8 on a GPU is refused in favour of fp8, the same size.
 _QUANTIZATION: dict[str, dict[str, str | None]] = {
-    "cuda": {"none": None, "fp8": "fp8", "int8": "bitsandbytes", "int4": "bitsandbytes"},
+    "cuda": {"none": None, "fp8": "fp8", "int4": "bitsandbytes"},
     "cpu": {"none": None, "int8": "int8_per_channel_weight_only"},
 }
 
