@@ -44,7 +44,21 @@ if [ ! -f "$stamp" ]; then
   pins=()
   # torch's CPU build is not on PyPI: a wheel of it sits in ../shared/wheels. Pin torch to it, or
   # pip would prefer a newer (multi-GB, CUDA) torch from PyPI.
-  cpu_wheel=$(ls "$ROOT"/../shared/wheels/torch-*+cpu-*.whl 2>/dev/null | head -n 1 || true)
+  # Looked for in LLM_TWIN_WHEELS, beside the checkout, and in the cache (where a found one is kept,
+  # so a later clone elsewhere on this machine still gets it).
+  cpu_wheel=""
+  for dir in "${LLM_TWIN_WHEELS:-}" "$ROOT/../shared/wheels" "$CACHE/wheels"; do
+    [ -n "$dir" ] || continue
+    cpu_wheel=$(ls "$dir"/torch-*+cpu-*.whl 2>/dev/null | head -n 1 || true)
+    [ -n "$cpu_wheel" ] && break
+  done
+  if [ -n "$cpu_wheel" ] && [ "$(dirname "$cpu_wheel")" != "$CACHE/wheels" ]; then
+    mkdir -p "$CACHE/wheels"
+    cp -n "$cpu_wheel" "$CACHE/wheels/" 2>/dev/null || true
+  fi
+  if [ -z "$cpu_wheel" ]; then
+    log "no torch CPU wheel found (../shared/wheels, \$LLM_TWIN_WHEELS, $CACHE/wheels): pip picks torch from PyPI"
+  fi
   if [ -n "$cpu_wheel" ]; then
     torch_version=$(basename "$cpu_wheel" | cut -d- -f2)
     echo "torch==$torch_version" > "$CACHE/torch-constraint.txt"
