@@ -135,10 +135,45 @@ def test_hot_swap_and_rollback_on_the_transformers_engine(client: openai.OpenAI,
     wait_until(lambda: version() == 1, 60, "version 1 again")
 
 
+# Well-formed requests every run makes on top of the generated ones, so the success path of each
+# generation endpoint is always exercised, whatever hypothesis draws (the constraints the server adds
+# beyond the schema, a user message with text and max_tokens under the cap, reject most drawn bodies).
+VALID_BODIES: dict[str, list[dict[str, Any]]] = {
+    "/v1/chat/completions": [
+        {"model": "twin-alice", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        {"model": BASE_MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    ],
+    "/v1/completions": [
+        {"model": "twin-alice", "prompt": "Idempotent pipelines", "max_tokens": 3},
+        {"model": BASE_MODEL, "prompt": "x", "max_tokens": 1, "stream": True},
+    ],
+    "/v1/embeddings": [{"model": EMBEDDING_MODELS[0], "input": "hello"}],
+}
+
+
+def _nudge(path: str, body: dict[str, Any]) -> None:
+    """Point most drawn bodies at a real model and under the token cap, and give some chat bodies a
+    user message, so generation, retrieval and streaming are fuzzed with random parameters too
+    (a random model name only ever gets a 404). The rest keeps exactly what schemathesis made."""
+    if not isinstance(body.get("model"), str):
+        return
+    models = EMBEDDING_MODELS if path.endswith("embeddings") else CHAT_MODELS
+    pick = sum(map(ord, body["model"])) % (len(models) + 1)
+    if pick == len(models):
+        return
+    body["model"] = models[pick]
+    if path.endswith("completions") and pick % 2 == 0:
+        for key in ("max_tokens", "max_completion_tokens"):
+            if not isinstance(body.get(key), int) or body[key] > 4:
+                body[key] = 1 + pick % 4
+        if isinstance(body.get("messages"), list):
+            body["messages"].append({"role": "user", "content": "hi"})
+
+
 def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_hang(server: Server) -> None:
     """schemathesis generates requests for every operation of the served document, valid and not
     (schemathesis's pytest plugin does not run under pytest 9, so its strategies are driven here)."""
-    from hypothesis import given
+    from hypothesis import example, given
 
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -146,23 +181,22 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_hang(server: Server) -
     seen: list[str] = []
     for operation in operations:
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: Any) -> None:
-            # Random model names all end in 404: point most bodies at a real model so generation,
-            # retrieval and streaming are fuzzed too (the rest keeps what schemathesis made).
-            if isinstance(case.body, dict) and isinstance(case.body.get("model"), str):
-                models = EMBEDDING_MODELS if case.path.endswith("embeddings") else CHAT_MODELS
-                pick = sum(map(ord, case.body["model"])) % (len(models) + 1)
-                if pick < len(models):
-                    case.body["model"] = models[pick]
+            if isinstance(case.body, dict):
+                _nudge(case.path, case.body)
             # Every request here generates at most 4 tokens: a response this slow is a hang.
             response = case.call_and_validate(
                 headers={"Authorization": f"Bearer {KEY}"}, checks=[not_a_server_error], timeout=120
             )
             seen.append(f"{case.method} {case.path} {response.status_code}")
 
-        check()
+        for body in VALID_BODIES.get(operation.path, []):
+            check = example(case=operation.Case(body=dict(body), media_type="application/json"))(check)
+        given(case=operation.as_strategy())(
+            settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)(
+                check
+            )
+        )()
     from collections import Counter
 
     tally = Counter(seen)
