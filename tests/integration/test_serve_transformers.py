@@ -135,6 +135,23 @@ def test_hot_swap_and_rollback_on_the_transformers_engine(client: openai.OpenAI,
     wait_until(lambda: version() == 1, 60, "version 1 again")
 
 
+def test_a_vanishing_temperature_decodes_greedily(client: openai.OpenAI) -> None:
+    """Found by the fuzzer: temperature 5e-324 overflowed the logits and sampling failed with a 500."""
+    texts = {
+        temperature: client.completions.create(
+            model="twin-alice",
+            prompt="Idempotent pipelines",
+            max_tokens=4,
+            temperature=temperature,
+            top_p=5e-324 if temperature else 1.0,
+        )
+        .choices[0]
+        .text
+        for temperature in (0.0, 5e-324)
+    }
+    assert texts[0.0] and texts[0.0] == texts[5e-324]
+
+
 # Well-formed requests every run makes on top of the generated ones, so the success path of each
 # generation endpoint is always exercised, whatever hypothesis draws (the constraints the server adds
 # beyond the schema, a user message with text and max_tokens under the cap, reject most drawn bodies).

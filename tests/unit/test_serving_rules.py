@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from twin.domain.documents import Category, Platform
 from twin.domain.features import RetrievalHit
-from twin.domain.generation import StopTrimmer
+from twin.domain.generation import GenerationParams, StopTrimmer
 from twin.domain.prompts import Source, Target, citations_block, detect_target, grounded_system_prompt
 from twin.serving.links import find_links
 from twin.serving.rag import expand_queries, mmr
@@ -52,6 +52,12 @@ def test_chat_requests_are_validated() -> None:
     ):
         with pytest.raises(ValidationError):
             chat(**bad)
+
+
+def test_vanishing_temperatures_decode_greedily() -> None:
+    assert GenerationParams(max_tokens=1, temperature=0.0).greedy
+    assert GenerationParams(max_tokens=1, temperature=5e-324).greedy  # would overflow logits to inf
+    assert not GenerationParams(max_tokens=1, temperature=0.01).greedy
 
 
 def test_completion_and_embedding_requests_are_validated() -> None:

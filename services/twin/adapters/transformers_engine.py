@@ -184,7 +184,7 @@ class TransformersEngine:
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
                 ids = torch.tensor([prompt_ids], device=self.device)
-                sample = params.temperature > 0
+                sample = not params.greedy
                 kwargs: dict[str, Any] = {
                     "input_ids": ids,
                     "attention_mask": torch.ones_like(ids),

@@ -157,7 +157,7 @@ class VllmEngine:
             lora = self._loaded[adapter.version]
         sampling = SamplingParams(
             max_tokens=params.max_tokens,
-            temperature=params.temperature,
+            temperature=0.0 if params.greedy else params.temperature,
             top_p=params.top_p,
             stop=list(params.stop) or None,
             seed=params.seed,

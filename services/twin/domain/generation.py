@@ -7,6 +7,10 @@ from typing import Literal
 
 FinishReason = Literal["stop", "length"]
 
+# Temperatures below this sample greedily, as vLLM does: dividing logits by a temperature this small
+# (a client may send 5e-324) overflows them to inf and sampling then fails on NaN probabilities.
+SAMPLING_EPS = 1e-5
+
 
 @dataclass(frozen=True)
 class GenerationParams:
@@ -17,6 +21,11 @@ class GenerationParams:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+
+    @property
+    def greedy(self) -> bool:
+        """Whether this request decodes greedily (temperature 0, or too small to divide by)."""
+        return self.temperature < SAMPLING_EPS
 
 
 @dataclass(frozen=True)
