@@ -152,6 +152,13 @@ def test_a_vanishing_temperature_decodes_greedily(client: openai.OpenAI) -> None
     assert texts[0.0] and texts[0.0] == texts[5e-324]
 
 
+def test_an_empty_prompt_completes_from_the_start_token(client: openai.OpenAI) -> None:
+    """Found by the fuzzer: an empty prompt tokenised to nothing and generation failed with a 500."""
+    for prompt in ("", [""]):
+        reply = client.completions.create(model="twin-alice", prompt=prompt, max_tokens=2, temperature=0)
+        assert reply.usage.prompt_tokens == 1 and reply.usage.completion_tokens >= 1
+
+
 # Well-formed requests every run makes on top of the generated ones, so the success path of each
 # generation endpoint is always exercised, whatever hypothesis draws (the constraints the server adds
 # beyond the schema, a user message with text and max_tokens under the cap, reject most drawn bodies).

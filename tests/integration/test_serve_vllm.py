@@ -149,6 +149,17 @@ def test_sampling_parameters_are_honoured(client: openai.OpenAI) -> None:
         model=BASE_MODEL, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[" 7"]
     )
     assert " 7" not in stopped.choices[0].text and stopped.choices[0].finish_reason == "stop"
+    # Edge cases the fuzzer found on the transformers engine: a vanishing temperature is greedy,
+    # and an empty prompt starts from the start token, on vLLM too.
+    texts = [
+        client.completions.create(model=BASE_MODEL, prompt="1, 2,", max_tokens=4, temperature=t)
+        .choices[0]
+        .text
+        for t in (0.0, 5e-324)
+    ]
+    assert texts[0] == texts[1]
+    empty = client.completions.create(model=BASE_MODEL, prompt="", max_tokens=2)
+    assert empty.usage.prompt_tokens == 1 and empty.usage.completion_tokens >= 1
 
 
 def test_completions_stream_and_not(client: openai.OpenAI) -> None:

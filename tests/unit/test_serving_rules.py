@@ -62,6 +62,13 @@ def test_vanishing_temperatures_decode_greedily() -> None:
 
 def test_completion_and_embedding_requests_are_validated() -> None:
     assert CompletionRequest(model="m", prompt=["one"]).text() == "one"
+    assert (
+        CompletionRequest(model="m", prompt="").text()
+        == CompletionRequest(model="m", prompt=[""]).text()
+        == ""
+    )
+    with pytest.raises(ValidationError, match="one string"):
+        CompletionRequest(model="m", prompt=[])
     with pytest.raises(ValidationError):
         CompletionRequest(model="m", prompt=["one", "two"])
     with pytest.raises(ValidationError):

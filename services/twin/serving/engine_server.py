@@ -181,7 +181,13 @@ class EngineServer:
                 request["messages"], add_generation_prompt=True, return_dict=False
             )
             return list(ids)
-        return list(tokenizer(request["prompt"], add_special_tokens=False)["input_ids"])
+        ids = list(tokenizer(request["prompt"], add_special_tokens=False)["input_ids"])
+        if not ids:
+            # OpenAI accepts an empty prompt; no engine can decode from zero tokens, so it starts from
+            # the model's start token (GPT-2's convention is its end-of-text token when it has none).
+            start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+            ids = [int(start)]
+        return ids
 
     async def generate(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         self._ensure_watcher()

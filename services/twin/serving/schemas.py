@@ -116,7 +116,9 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(min_length=1)
+    # One string, possibly empty (OpenAI accepts "": generation starts from the start token), or a
+    # list holding exactly one string.
+    prompt: str | list[str]
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False
     suffix: str | None = None
