@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast lint bench-crawl bench-features bench-retrieval bench-train bench-serve clean
+.PHONY: setup demo test test-fast lint bench-crawl bench-features bench-retrieval bench-train bench-serve fuzz clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -21,6 +21,11 @@ test: setup lint
 ## The inner loop: linters and the fast, pure unit tests only.
 test-fast: setup lint
 	$(BIN)/pytest -q tests/unit -m "not integration"
+
+## Fuzz the served API with freshly drawn requests (CI's run draws the same ones every time).
+fuzz: setup
+	TWIN_FUZZ_RANDOM=1 TWIN_FUZZ_EXAMPLES=$${TWIN_FUZZ_EXAMPLES:-300} $(BIN)/pytest -q -p no:cacheprovider \
+		tests/integration/test_serve_transformers.py -k fuzzing
 
 lint: setup
 	$(BIN)/ruff check services tests bench

@@ -6,6 +6,7 @@ document (no 5xx, no hang). The server caps completions at 4 tokens so fuzzed re
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,9 +218,15 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_hang(server: Server) -
         for body in VALID_BODIES.get(operation.path, []):
             check = example(case=operation.Case(body=dict(body), media_type="application/json"))(check)
         given(case=operation.as_strategy())(
-            settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)(
-                check
-            )
+            settings(
+                max_examples=int(os.environ.get("TWIN_FUZZ_EXAMPLES", "60")),
+                # CI draws the same requests every run (a red build must be reproducible); `make fuzz`
+                # draws new ones each time to look for fresh failures.
+                derandomize=os.environ.get("TWIN_FUZZ_RANDOM") != "1",
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            )(check)
         )()
     from collections import Counter
 
