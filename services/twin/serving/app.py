@@ -63,6 +63,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 _SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# The generation routes answer with JSON, or with SSE chunks when the request streams.
+_GENERATION: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    200: {"content": _SSE, "description": "A completion, or SSE chunks when streaming"},
+}
 
 
 @api.exception_handler(RequestValidationError)
@@ -131,10 +136,7 @@ class Ingress:
     @api.post(
         "/v1/chat/completions",
         response_model=ChatCompletion,
-        responses={
-            **_ERRORS,
-            200: {"content": _SSE, "description": "A completion, or SSE chunks when streaming"},
-        },
+        responses=_GENERATION,
     )
     async def chat(self, body: ChatCompletionRequest, credentials: Credentials = None) -> Response:
         self._auth("chat", body.model, credentials)
@@ -143,10 +145,7 @@ class Ingress:
     @api.post(
         "/v1/completions",
         response_model=Completion,
-        responses={
-            **_ERRORS,
-            200: {"content": _SSE, "description": "A completion, or SSE chunks when streaming"},
-        },
+        responses=_GENERATION,
     )
     async def completions(self, body: CompletionRequest, credentials: Credentials = None) -> Response:
         self._auth("completions", body.model, credentials)

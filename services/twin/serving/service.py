@@ -274,27 +274,61 @@ class TwinService:
         info = self._twin_info(grounding, start["model_version"], request["selector"])
         sources = citations_block(grounding.sources)
         if req.stream:
-            return self._chat_stream(req, call, stream=stream, start=start, info=info, sources=sources)
+            events = self._chat_stream(req, call, stream=stream, start=start, info=info, sources=sources)
+            return self._streamed(call, events)
         return await self._chat_once(req, call, stream=stream, start=start, info=info, sources=sources)
 
     async def _collect(
         self, call: _Call, stream: AsyncIterator[dict[str, Any]]
     ) -> AsyncIterator[tuple[str, str | None]]:
-        """(text, finish_reason) pieces; counts tokens and times the first one."""
+        """(text, finish_reason) pieces; counts tokens and times the first one. Every failure
+        surfaces as an :class:`ApiError` (the engine's own, or 503 past the request timeout)."""
         tokens = 0
-        async with asyncio.timeout(self.settings.serving.request_timeout_s):
-            async for item in stream:
-                if item["type"] == "error":
-                    raise ApiError(item["status"], item["message"])
-                tokens += item["tokens"]
-                if item["text"] and call.first_token is None:
-                    call.first_token = time.perf_counter()
-                call.record.completion_tokens = tokens
-                if item["finish_reason"] is not None:
-                    call.record.finish_reason = item["finish_reason"]
-                if item["text"]:
-                    call.text.append(item["text"])
-                yield item["text"], item["finish_reason"]
+        try:
+            async with asyncio.timeout(self.settings.serving.request_timeout_s):
+                async for item in stream:
+                    if item["type"] == "error":
+                        raise ApiError(item["status"], item["message"])
+                    tokens += item["tokens"]
+                    if item["text"] and call.first_token is None:
+                        call.first_token = time.perf_counter()
+                    call.record.completion_tokens = tokens
+                    if item["finish_reason"] is not None:
+                        call.record.finish_reason = item["finish_reason"]
+                    if item["text"]:
+                        call.text.append(item["text"])
+                    yield item["text"], item["finish_reason"]
+        except TimeoutError as exc:
+            raise ApiError(503, "generation timed out") from exc
+
+    async def _drain(self, call: _Call, stream: AsyncIterator[dict[str, Any]]) -> str:
+        """Runs a non-streamed generation to its end (the text collects in ``call.text``) and
+        returns the finish reason; a failure is recorded before it propagates."""
+        finish: str | None = None
+        try:
+            async for _, reason in self._collect(call, stream):
+                finish = reason or finish
+        except ApiError as exc:
+            self._finish(call, exc.status, exc.message)
+            raise
+        return finish or "stop"
+
+    async def _streamed(self, call: _Call, events: AsyncIterator[str]) -> AsyncIterator[str]:
+        """A streamed response: ``events`` then ``[DONE]``, or an error event where generation
+        fails (OpenAI's clients raise on it mid-stream); records how the stream ended."""
+        status, error = 200, None
+        try:
+            async for event in events:
+                yield event
+            yield "data: [DONE]\n\n"
+        except ApiError as exc:
+            status, error = exc.status, exc.message
+            yield _sse(exc.body())
+        except (asyncio.CancelledError, GeneratorExit):
+            status, error = 499, "the client went away"  # nginx's convention: closed by the client
+            raise
+        finally:
+            self._finish(call, status, error)
 
     async def _chat_once(
         self,
@@ -306,14 +340,7 @@ class TwinService:
         info: TwinInfo,
         sources: str,
     ) -> dict[str, Any]:
-        finish: str | None = None
-        try:
-            async for _, reason in self._collect(call, stream):
-                finish = reason or finish
-        except (ApiError, TimeoutError) as exc:
-            error = exc if isinstance(exc, ApiError) else ApiError(503, "generation timed out")
-            self._finish(call, error.status, error.message)
-            raise error from exc
+        finish = await self._drain(call, stream)
         text = "".join(call.text) + sources
         completion = call.record.completion_tokens or 0
         body = {
@@ -325,7 +352,7 @@ class TwinService:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish or "stop",
+                    "finish_reason": finish,
                 }
             ],
             "usage": _usage(start["prompt_tokens"], completion),
@@ -357,39 +384,27 @@ class TwinService:
             }
             return _sse(payload)
 
-        status, error = 200, None
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            finish: str | None = None
-            async for text, reason in self._collect(call, stream):
-                if text:
-                    yield chunk({"content": text})
-                finish = reason or finish
-            if sources:
-                yield chunk({"content": sources})
-            yield chunk({}, finish or "stop", twin=_twin_json(info))
-            if req.stream_options and req.stream_options.include_usage:
-                usage = _usage(start["prompt_tokens"], call.record.completion_tokens or 0)
-                yield _sse(
-                    {
-                        "id": chunk_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": req.model,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
-            yield "data: [DONE]\n\n"
-        except (ApiError, TimeoutError) as exc:
-            failure = exc if isinstance(exc, ApiError) else ApiError(503, "generation timed out")
-            status, error = failure.status, failure.message
-            yield _sse(failure.body())  # OpenAI's clients raise on an error event mid-stream
-        except (asyncio.CancelledError, GeneratorExit):
-            status, error = 499, "the client went away"  # nginx's convention: closed by the client
-            raise
-        finally:
-            self._finish(call, status, error)
+        yield chunk({"role": "assistant", "content": ""})
+        finish: str | None = None
+        async for text, reason in self._collect(call, stream):
+            if text:
+                yield chunk({"content": text})
+            finish = reason or finish
+        if sources:
+            yield chunk({"content": sources})
+        yield chunk({}, finish or "stop", twin=_twin_json(info))
+        if req.stream_options and req.stream_options.include_usage:
+            usage = _usage(start["prompt_tokens"], call.record.completion_tokens or 0)
+            yield _sse(
+                {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
 
     # ----------------------------------------------------------------------------- completions
 
@@ -412,14 +427,7 @@ class TwinService:
         info = TwinInfo(model_version=start["model_version"], alias=request["selector"].get("alias"))
         cid, created = f"cmpl-{request_id}", int(time.time())
         if not req.stream:
-            finish = None
-            try:
-                async for _, reason in self._collect(call, stream):
-                    finish = reason or finish
-            except (ApiError, TimeoutError) as exc:
-                error = exc if isinstance(exc, ApiError) else ApiError(503, "generation timed out")
-                self._finish(call, error.status, error.message)
-                raise error from exc
+            finish = await self._drain(call, stream)
             self._finish(call, 200)
             return {
                 "id": cid,
@@ -430,14 +438,14 @@ class TwinService:
                     {
                         "index": 0,
                         "text": "".join(call.text),
-                        "finish_reason": finish or "stop",
+                        "finish_reason": finish,
                         "logprobs": None,
                     }
                 ],
                 "usage": _usage(start["prompt_tokens"], call.record.completion_tokens or 0),
                 "twin": _twin_json(info),
             }
-        return self._completion_stream(req, call, stream, cid, created)
+        return self._streamed(call, self._completion_stream(req, call, stream, cid, created))
 
     async def _completion_stream(
         self,
@@ -447,30 +455,18 @@ class TwinService:
         cid: str,
         created: int,
     ) -> AsyncIterator[str]:
-        status, error = 200, None
-        try:
-            async for text, reason in self._collect(call, stream):
-                if text or reason:
-                    choice = {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
-                    yield _sse(
-                        {
-                            "id": cid,
-                            "object": "text_completion",
-                            "created": created,
-                            "model": req.model,
-                            "choices": [choice],
-                        }
-                    )
-            yield "data: [DONE]\n\n"
-        except (ApiError, TimeoutError) as exc:
-            failure = exc if isinstance(exc, ApiError) else ApiError(503, "generation timed out")
-            status, error = failure.status, failure.message
-            yield _sse(failure.body())
-        except (asyncio.CancelledError, GeneratorExit):
-            status, error = 499, "the client went away"
-            raise
-        finally:
-            self._finish(call, status, error)
+        async for text, reason in self._collect(call, stream):
+            if text or reason:
+                choice = {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
+                yield _sse(
+                    {
+                        "id": cid,
+                        "object": "text_completion",
+                        "created": created,
+                        "model": req.model,
+                        "choices": [choice],
+                    }
+                )
 
     # ------------------------------------------------------------------------------ embeddings
 
@@ -493,8 +489,9 @@ class TwinService:
                     400, f"{req.model} makes {embedder.dimension}-d vectors only", param="dimensions"
                 )
             texts = req.texts()
-            vectors = await asyncio.to_thread(embedder.embed, texts)
-            tokens = sum(await asyncio.to_thread(lambda: [embedder.count_tokens(t) for t in texts]))
+            vectors, tokens = await asyncio.to_thread(
+                lambda: (embedder.embed(texts), sum(embedder.count_tokens(t) for t in texts))
+            )
         except ApiError as exc:
             self._finish(call, exc.status, exc.message)
             raise
