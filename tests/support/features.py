@@ -70,16 +70,23 @@ def start_features(env: dict[str, str], workdir: Path, *args: str) -> FeaturesPr
 
 
 def feature_state(conn: psycopg.Connection[Any]) -> dict[uuid.UUID, tuple[str, list[str]]]:
-    """{document id: (raw content hash, [chunk texts in order])} as the store holds them."""
-    docs = conn.execute("SELECT id, raw_content_hash FROM cleaned_documents").fetchall()
-    chunks = conn.execute(
-        "SELECT document_id, text, embedding IS NOT NULL FROM chunks ORDER BY document_id, position"
+    """{document id: (raw content hash, [chunk texts in order])} as the store holds them.
+
+    One statement, so one snapshot: two reads could see a document the workers committed between
+    them (its chunks and not itself)."""
+    rows = conn.execute(
+        "SELECT d.id, d.raw_content_hash, c.document_id, c.text, c.embedding IS NOT NULL"
+        " FROM cleaned_documents d FULL JOIN chunks c ON c.document_id = d.id"
+        " ORDER BY coalesce(d.id, c.document_id), c.position"
     ).fetchall()
     conn.commit()
-    state: dict[uuid.UUID, tuple[str, list[str]]] = {doc_id: (digest, []) for doc_id, digest in docs}
-    for doc_id, text, has_vector in chunks:
-        assert has_vector
-        state[doc_id][1].append(text)
+    state: dict[uuid.UUID, tuple[str, list[str]]] = {}
+    for doc_id, digest, chunk_doc, text, has_vector in rows:
+        assert doc_id is not None, f"chunks of {chunk_doc} outlive their cleaned document"
+        entry = state.setdefault(doc_id, (digest, []))
+        if chunk_doc is not None:
+            assert has_vector
+            entry[1].append(text)
     return state
 
 
