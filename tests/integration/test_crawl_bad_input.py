@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from support.cdc import watch_raw_documents
-from support.hostile import HostileSite
+from support.hostile import PROBED_STORY_PATH, HostileSite, RecordingSite
 from support.twin_cli import TwinRun, sample_profile
 from twin.adapters.postgres import PostgresDocumentStore
 from twin.demo.server import SiteServer
@@ -32,12 +32,23 @@ def hostile() -> Iterator[SiteServer]:
         yield server
 
 
-def profile(*urls: str) -> dict[str, Any]:
+@pytest.fixture
+def internal() -> Iterator[SiteServer]:
+    """A service on 127.0.0.2: loopback, yet outside the tests' allow-list (127.0.0.1/32), so the
+    guard must refuse it; it answers everything, so any request that got through is recorded."""
+    with SiteServer(RecordingSite(), host="127.0.0.2") as server:
+        yield server
+
+
+def profile(*urls: str, platform: str = "web") -> dict[str, Any]:
     return {
         "apiVersion": "llmtwin.dev/v1alpha1",
         "kind": "TwinProfile",
         "metadata": {"name": "alice"},
-        "spec": {"owner": {"displayName": "Alice"}, "sources": [{"url": u, "platform": "web"} for u in urls]},
+        "spec": {
+            "owner": {"displayName": "Alice"},
+            "sources": [{"url": u, "platform": platform} for u in urls],
+        },
     }
 
 
@@ -79,6 +90,40 @@ def test_each_bad_source_fails_alone_with_a_clear_error(
     assert [d.canonical_url for d in store.documents("alice")] == [good]
     # The guard refused 127.0.0.2/127.0.0.3 before connecting: the server saw no request for them.
     assert not [r for r in hostile.requests if "127.0.0.2" in r.headers.get("host", "")]
+
+
+def test_the_browser_never_requests_an_internal_address_a_page_script_asks_for(
+    hostile: SiteServer,
+    internal: SiteServer,
+    run_twin: Callable[..., TwinRun],
+    write_profile: Callable[[dict[str, Any]], Path],
+    store: PostgresDocumentStore,
+) -> None:
+    site = hostile.site
+    assert isinstance(site, HostileSite)
+    site.browser_probe = f"{internal.base_url}/probe"
+    source = f"{hostile.base_url}/@alice"
+    path = write_profile(profile(source, platform="medium"))
+
+    # Rendered in Chromium (scrapy-playwright): the page's script asks for 127.0.0.2 twice (fetch,
+    # <script>). The guard aborts both, the script runs on, and the story it then lists is stored.
+    guarded = run_twin("crawl", "--profile", str(path), "--json")
+    assert guarded.returncode == 0, guarded.stderr[-3000:]
+    report = guarded.by_source()[source]
+    assert (report["status"], report["new"], report["errors"]) == ("ok", 1, []), report
+    (doc,) = store.documents("alice")
+    assert doc.canonical_url == f"{hostile.base_url}{PROBED_STORY_PATH}"
+    assert [r.path for r in hostile.requests if r.path == "/@alice"] == ["/@alice"]
+    assert internal.requests == []
+
+    # The control: allow 127.0.0.2 and the same page does reach it, so the empty list above is the
+    # guard's doing (not a script that never ran or a server nobody could reach).
+    both = '["127.0.0.1/32", "127.0.0.2/32"]'
+    allowed = run_twin(
+        "crawl", "--profile", str(path), "--json", env={"TWIN_CRAWLER__ALLOWED_NETWORKS": both}
+    )
+    assert allowed.by_source()[source]["status"] == "ok", allowed.stdout[-2000:]
+    assert {r.path for r in internal.requests} == {"/probe", "/probe.js"}
 
 
 def test_a_broken_site_never_overwrites_or_deletes_what_is_stored(

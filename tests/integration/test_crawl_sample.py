@@ -12,7 +12,7 @@ from support.twin_cli import TwinRun, sample_profile
 from twin.adapters.postgres import PostgresDocumentStore
 from twin.demo.content import DemoContent
 from twin.demo.server import SiteServer
-from twin.demo.sites.substack import SubstackSite
+from twin.demo.sites.substack import PAID_POST, SubstackSite
 from twin.domain.documents import Category, Platform
 
 Crawl = Callable[[], TwinRun]
@@ -68,6 +68,22 @@ def test_sample_profile_lands_normalised_and_categorised(
     assert len(content.medium) > 10
     titles = {d.title for d in docs if d.platform is Platform.MEDIUM}
     assert titles == {a.title for a in content.medium}
+    # Those browser-read story pages (SocialMediaPosting JSON-LD, title and subtitle marked like
+    # body paragraphs) keep their date and do not repeat their headline; feed items of stories in
+    # a publication lose Medium's "originally published in" line.
+    for d in docs:
+        if d.platform is Platform.MEDIUM:
+            assert d.published_at is not None and not d.content.startswith(f"## {d.title}"), d.title
+            assert "originally published in" not in d.content, d.title
+    # The sample publication's paid post is counted, never stored, and nothing else is paid.
+    assert {p: s["paid_skipped"] for p, s in first.items()} == {
+        "medium": 0,
+        "substack": 1,
+        "linkedin": 0,
+        "github": 0,
+        "web": 0,
+    }
+    assert PAID_POST.title not in {d.title for d in docs}
     # Code keeps its exact bytes (whitespace, tabs, trailing newlines).
     code = {d.title: d.content for d in docs if d.platform is Platform.GITHUB}
     originals = {f"{r.name}/{f.path}": f.content for r in content.github if not r.fork for f in r.files}
@@ -158,4 +174,7 @@ def test_a_fallback_surface_stores_what_it_sees_and_deletes_nothing(
     assert [e["error"] for e in substack["errors"]] == ["Incomplete"]
     assert "HTTP 503" in substack["errors"][0]["message"]
     assert substack["updated"] == 1 and substack["deleted"] == 0
+    # The feed cuts the paid post at the paywall with only a "Read more" link: counted, not stored.
+    assert substack["paid_skipped"] == 1
+    assert PAID_POST.title not in {d.title for d in store.documents("alice")}
     assert gone.title in {d.title for d in store.documents("alice")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from twin.demo.server import Request, Response
 
 GOOD_ARTICLE = """<!doctype html><html><head><title>A perfectly normal article</title>
@@ -15,15 +17,53 @@ If the answer is anything other than nothing, the design is not finished.</p>
 </article></main><footer>© Alice</footer></body></html>"""
 
 
+# A Medium-shaped author page (crawled with a browser) whose script first requests an internal
+# address, with fetch() and with a <script> element, and only then lists the one story. The story
+# is reached only if the page was rendered and its script ran on past the refused requests.
+PROBING_PROFILE = """<!doctype html><html><head><title>Alice - Medium</title></head><body>
+<div id="stories">Loading…</div>
+<script>
+(async function () {
+  const probe = %(probe)s;
+  const list = document.getElementById("stories");
+  let outcome = "reached";
+  try { await fetch(probe, {mode: "no-cors", cache: "no-store"}); } catch (e) { outcome = "refused"; }
+  const tag = document.createElement("script");
+  tag.src = probe + ".js";
+  document.head.appendChild(tag);
+  list.setAttribute("data-probe", outcome);
+  list.textContent = "";
+  const link = document.createElement("a");
+  link.href = "/@alice/a-page-whose-script-probes-0123456789ab";
+  link.textContent = "A perfectly normal article";
+  list.appendChild(link);
+})();
+</script></body></html>"""
+PROBED_STORY_PATH = "/@alice/a-page-whose-script-probes-0123456789ab"
+EMPTY_FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Stories by Alice on Medium</title><link>/@alice</link>
+<description>Stories by Alice on Medium</description></channel></rss>"""
+
+
+class RecordingSite:
+    """An "internal" service: answers anything with 200, so a request that got through is seen
+    in :attr:`SiteServer.requests` (the guard's tests assert that list stays empty)."""
+
+    def respond(self, request: Request) -> Response | None:
+        return Response(body="internal", content_type="text/plain")
+
+
 class HostileSite:
     """Routes: /ok, /pdf, /bad-bytes, /huge, /loop/a, /missing, /error, /slow, /internal-redirect,
     /empty. ``broken`` switches /ok itself to a 500 (a site that breaks after a good crawl) and
-    ``garbage`` to undecodable bytes."""
+    ``garbage`` to undecodable bytes. ``/@alice`` (with an empty feed at /feed/@alice and one
+    story) is a page whose script requests ``browser_probe``, for the browser's address guard."""
 
     def __init__(self, huge_bytes: int = 3_000_000, slow_s: float = 4.0, internal_target: str = "") -> None:
         self.huge_bytes = huge_bytes
         self.slow_s = slow_s
         self.internal_target = internal_target
+        self.browser_probe = ""  # the internal URL the /@alice page's script requests
         self.broken = False
         self.garbage = False
         self.robots = "User-agent: *\nDisallow: /private/\n"
@@ -69,6 +109,12 @@ class HostileSite:
             return Response(body=GOOD_ARTICLE, delay_s=self.slow_s)
         if path == "/internal-redirect":
             return Response.redirect(self.internal_target)
+        if path == "/feed/@alice":
+            return Response.xml(EMPTY_FEED)
+        if path == "/@alice":
+            return Response.html(PROBING_PROFILE % {"probe": json.dumps(self.browser_probe)})
+        if path == PROBED_STORY_PATH:
+            return Response.html(GOOD_ARTICLE.replace("<h1>", '<h1 data-testid="storyTitle">'))
         if path == "/empty":
             return Response.html("<html><head><title>x</title></head><body></body></html>")
         return None

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from urllib.parse import urlencode
 
-from twin.crawler.extractors.base import ExtractOptions, Extractor, Follow, Incomplete, Page
 from twin.crawler.runner import CHROMIUM_ARGS
 from twin.domain.documents import ExtractedDocument
 from twin.domain.errors import FetchError
+from twin.extractors.base import ExtractOptions, Extractor, Follow, Incomplete, Page, Paywalled
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -28,6 +28,7 @@ class OfflineCrawl:
     errors: list[tuple[str, FetchError]] = field(default_factory=list)
     fetched: list[Follow] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
+    paywalled: list[str] = field(default_factory=list)  # paid posts seen and not stored
 
 
 def _media_type(value: str | None) -> str:
@@ -108,6 +109,8 @@ def crawl_offline(
         for out in outputs:
             if isinstance(out, Incomplete):
                 result.incomplete.append(out.reason)
+            elif isinstance(out, Paywalled):
+                result.paywalled.append(out.url)
             elif isinstance(out, Follow):
                 queue.append(out)
             else:

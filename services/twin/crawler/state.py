@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from twin.crawler.extractors.base import ExtractOptions, Extractor
 from twin.domain.crawl import PageError, SourceReport
 from twin.domain.documents import Platform
+from twin.extractors.base import ExtractOptions, Extractor
 
 
 @dataclass
@@ -22,6 +22,7 @@ class SourceJob:
     max_items: int | None
     report: SourceReport
     seen: set[str] = field(default_factory=set)  # canonical URLs stored this run
+    paywalled: set[str] = field(default_factory=set)  # paid posts seen and not stored
     outstanding: int = 0  # requests issued and not yet answered
     pages: int = 0
 
@@ -43,6 +44,14 @@ class CrawlState:
     def error(self, job: SourceJob, url: str, error: str, message: str) -> None:
         job.report.errors.append(PageError(url=url, error=error, message=message))
         self.touched(job)
+
+    def paid_skipped(self, job: SourceJob, canonical_url: str) -> None:
+        """Count a paid post the extractor would not store (once per URL: feeds and archive pages
+        can name the same post twice)."""
+        if canonical_url not in job.paywalled:
+            job.paywalled.add(canonical_url)
+            job.report.paid_skipped = len(job.paywalled)
+            self.touched(job)
 
     def accept(self, job: SourceJob, canonical_url: str) -> bool:
         """Whether one more document of ``job`` may be stored (caps); marks truncation when not."""

@@ -25,6 +25,7 @@ class Article:
     published: str  # ISO date, e.g. "2025-03-14"
     subtitle: str = ""
     tags: list[str] = field(default_factory=list)
+    publication: str = ""  # the Medium publication the story appeared in, if any
 
 
 @dataclass

@@ -46,6 +46,9 @@ class SourceReport:
     deleted: int = 0
     errors: list[PageError] = field(default_factory=list)
     truncated: bool = False  # a per-source or per-run item cap stopped it
+    # Paid posts seen and deliberately not stored: only their preview before the paywall is
+    # public, and a teaser cut mid-thought must not train the writer's twin. Not an error.
+    paid_skipped: int = 0
 
     @property
     def failed(self) -> int:

@@ -9,13 +9,13 @@ import pytest
 from pydantic import SecretStr
 
 from support.offline import crawl_offline
-from twin.crawler.extractors.base import ExtractOptions, Page
-from twin.crawler.extractors.github import GitHubExtractor, skip_reason
 from twin.demo.content import DemoContent, RepoFile, load_demo_content
 from twin.demo.server import SiteServer
 from twin.demo.sites.github import GitHubSite
 from twin.domain.documents import Category
 from twin.domain.errors import FetchError
+from twin.extractors.base import ExtractOptions, Page
+from twin.extractors.github import GitHubExtractor, skip_reason
 
 # Small enough that chunkers/testdata/runbook.md is over it and every kept file is under it.
 CAP = 2048
@@ -95,6 +95,19 @@ def test_user_source_yields_exactly_the_owners_code(github: Fixture) -> None:
     # The listing really was two pages, followed through the Link header.
     listing = [f.url for f in result.fetched if f.step == "repos"]
     assert len(listing) == 2 and "page=2" in listing[1]
+
+
+def test_an_odd_repository_object_costs_only_itself_and_is_reported(github: Fixture) -> None:
+    # Issue 14 #4: a listed repository without full_name/default_branch used to raise out of the
+    # listing loop, losing every repository on its page. It sorts first on the only page here.
+    github.site.odd_repo = True
+    result = crawl_offline(GitHubExtractor(), github.url(), opts())
+    assert result.errors == []
+    got = sorted((d.metadata["repository"], d.metadata["path"]) for d in result.documents)
+    assert got == sorted((f"alice/{repo}", path) for (repo, _), paths in KEPT.items() for path in paths)
+    # Reported as Incomplete: its files are unseen, not deleted, so the source deletes nothing.
+    (reason,) = result.incomplete
+    assert "'being-imported'" in reason and "default_branch" in reason
 
 
 def test_documents_keep_code_byte_for_byte(github: Fixture) -> None:

@@ -14,13 +14,13 @@ import pytest
 from pydantic import SecretStr
 
 from support.offline import OfflineCrawl, crawl_offline
-from twin.crawler.extractors.base import ExtractOptions
-from twin.crawler.extractors.linkedin import LinkedInExtractor, activity_time, post_title
 from twin.demo.content import DemoContent, Post, load_demo_content
 from twin.demo.server import SiteServer
 from twin.demo.sites.linkedin import LinkedInSite
 from twin.domain.documents import Category
 from twin.domain.errors import CredentialsRequired, LoginFailed
+from twin.extractors.base import ExtractOptions
+from twin.extractors.linkedin import LinkedInExtractor, activity_time, post_title
 
 EMAIL = "alice@example.com"
 PASSWORD = "correct horse"

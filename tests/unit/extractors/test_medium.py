@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from support.offline import OfflineCrawl, crawl_offline
-from twin.crawler.extractors.base import ExtractOptions, Page
-from twin.crawler.extractors.medium import MediumExtractor, feed_and_profile
 from twin.demo.content import Article, DemoContent, load_demo_content
 from twin.demo.server import Request, SiteServer
 from twin.demo.sites.markup import blocks
 from twin.demo.sites.medium import FEED_LIMIT, MediumSite, story_id
-from twin.domain.documents import Category
+from twin.domain.documents import Category, ExtractedDocument
 from twin.domain.errors import EmptyExtraction, UnsupportedContent
+from twin.extractors.base import ExtractOptions, Page
+from twin.extractors.medium import MediumExtractor, feed_and_profile
 
 
 def expected_markdown(body: str) -> str:
@@ -137,14 +138,76 @@ def _page(url: str, body: str, content_type: str, step: str = "article") -> Page
     )
 
 
-def test_article_page_parse_and_bad_pages() -> None:
-    content = load_demo_content()
-    site = MediumSite(content)
-    article = content.medium[0]
-    path = f"/@alice/{article.slug}-{story_id(article.slug)}"
+def _served(site: MediumSite, path: str) -> str:
     response = site.respond(Request("GET", path, {}, {}, b"", base_url="https://medium.com"))
     assert response is not None and isinstance(response.body, str)
-    [doc] = MediumExtractor().parse(_page(f"https://medium.com{path}?source=x", response.body, "text/html"))
+    return response.body
+
+
+def _story(article: Article, html: str | None = None) -> ExtractedDocument:
+    """The story page of ``article`` as the replica serves it (or ``html``), parsed."""
+    path = f"/@alice/{article.slug}-{story_id(article.slug)}"
+    html = html if html is not None else _served(MediumSite(load_demo_content()), path)
+    [doc] = MediumExtractor().parse(_page(f"https://medium.com{path}?source=x", html, "text/html"))
+    assert isinstance(doc, ExtractedDocument)
+    return doc
+
+
+def _nine_thirty(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=9, minute=30, tzinfo=UTC)
+
+
+def test_story_page_date_from_social_media_posting_json_ld() -> None:
+    # Issue 14 #2: Medium's story JSON-LD is SocialMediaPosting, not an Article type.
+    article = load_demo_content().medium[0]
+    html = _served(MediumSite(load_demo_content()), f"/@alice/{article.slug}-{story_id(article.slug)}")
+    assert '"@type": "SocialMediaPosting"' in html
+    doc = _story(article, html)
+    assert doc.published_at == _nine_thirty(article.published)
+    assert doc.author == "Alice Moreau" and doc.title == article.title
+
+
+def test_story_page_date_falls_back_to_article_published_time() -> None:
+    # Issue 14 #2: without usable JSON-LD, the Open Graph time the page also states is the date.
+    article = load_demo_content().medium[0]
+    html = _served(MediumSite(load_demo_content()), f"/@alice/{article.slug}-{story_id(article.slug)}")
+    without_ld = re.sub(r'<script type="application/ld\+json">.*?</script>', "", html, flags=re.DOTALL)
+    assert "ld+json" not in without_ld and 'property="article:published_time"' in without_ld
+    assert _story(article, without_ld).published_at == _nine_thirty(article.published)
+
+
+def test_story_page_body_does_not_repeat_the_title_and_subtitle() -> None:
+    # Issue 14 #3: on the real page the title and subtitle carry the body's paragraph marker.
+    article = load_demo_content().medium[1]
+    html = _served(MediumSite(load_demo_content()), f"/@alice/{article.slug}-{story_id(article.slug)}")
+    assert 'data-testid="storyTitle" class="pw-post-title" data-selectable-paragraph=""' in html
+    doc = _story(article, html)
+    assert doc.content == expected_markdown(article.body)
+    assert article.title not in doc.content and article.subtitle not in doc.content
+    assert doc.metadata["subtitle"] == article.subtitle
+
+
+def test_publication_footer_is_dropped_from_feed_items() -> None:
+    # Issue 14 #6: items of stories in a publication end with Medium's "originally published" line.
+    content = load_demo_content()
+    feed = _served(MediumSite(content), "/feed/@alice")
+    in_publication = [a for a in by_date(content)[:FEED_LIMIT] if a.publication]
+    assert in_publication and feed.count("was originally published in") == len(in_publication)
+    outputs = MediumExtractor().parse(
+        _page("https://medium.com/feed/@alice", feed, "application/rss+xml", "feed")
+    )
+    docs = {d.title: d for d in outputs if isinstance(d, ExtractedDocument)}
+    assert len(docs) == FEED_LIMIT
+    assert all("originally published" not in d.content for d in docs.values())
+    for article in in_publication:
+        assert docs[article.title].content == expected_markdown(article.body), article.slug
+
+
+def test_article_page_parse_and_bad_pages() -> None:
+    content = load_demo_content()
+    article = content.medium[0]
+    path = f"/@alice/{article.slug}-{story_id(article.slug)}"
+    doc = _story(article)
     assert doc.canonical_url == f"https://medium.com{path}"
     assert doc.metadata["subtitle"] == article.subtitle
     assert doc.content == expected_markdown(article.body)

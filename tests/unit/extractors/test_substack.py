@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from support.offline import OfflineCrawl, crawl_offline
-from twin.crawler.extractors.base import ExtractOptions, Follow, Incomplete, Page
-from twin.crawler.extractors.substack import SubstackExtractor
 from twin.demo.content import Article, DemoContent, load_demo_content
 from twin.demo.server import Request, SiteServer
 from twin.demo.sites.markup import blocks
 from twin.demo.sites.substack import PAID_POST, SubstackSite
 from twin.domain.documents import Category
-from twin.domain.errors import EmptyExtraction
+from twin.extractors.base import ExtractOptions, Follow, Incomplete, Page, Paywalled
+from twin.extractors.substack import SubstackExtractor, cut_at_paywall
 
 
 def expected_markdown(body: str) -> str:
@@ -136,13 +135,80 @@ def test_archive_error_over_http_reaches_the_extractor_and_falls_back() -> None:
     assert_matches_content(content, base, result)
 
 
-def test_a_paywalled_post_page_is_refused_not_stored_truncated() -> None:
+def test_a_paywalled_post_page_is_counted_not_stored_truncated() -> None:
     site = SubstackSite(load_demo_content())
     response = site.respond(Request("GET", f"/p/{PAID_POST.slug}", {}, {}, b"", "https://alice.substack.com"))
     assert response is not None and isinstance(response.body, str)
-    with pytest.raises(EmptyExtraction, match="paid"):
-        list(
-            SubstackExtractor().parse(
-                _page(f"https://alice.substack.com/p/{PAID_POST.slug}", response.body, step="post")
-            )
+    outputs = SubstackExtractor().parse(
+        _page(f"https://alice.substack.com/p/{PAID_POST.slug}?utm_source=x", response.body, step="post")
+    )
+    assert list(outputs) == [Paywalled(f"https://alice.substack.com/p/{PAID_POST.slug}")]
+
+
+def paid(n: int) -> list[Article]:
+    """``n`` paid posts, each with a preview worth storing if one did not know it was cut."""
+    return [
+        Article(
+            slug=f"paid-issue-{i}",
+            title=f"Paid issue {i}: the consumer code",
+            subtitle="For paying subscribers.",
+            published=f"2025-06-{i + 10:02d}",
+            body=(
+                f"Issue {i}. Thank you for supporting the newsletter, it keeps the lights on.\n\n"
+                "This week the whole consumer, line by line, and why it commits where it does.\n\n"
+                "## The code\n\nThe rest is for paid subscribers."
+            ),
         )
+        for i in range(n)
+    ]
+
+
+def test_feed_items_cut_at_the_paywall_are_counted_not_stored() -> None:
+    # Issue 14 #1: the real feed cuts a paid post with only a "Read more" link to it, no marker.
+    content = load_demo_content()
+    site = SubstackSite(content, paid_posts=[PAID_POST, *paid(3)])
+    site.archive_api_enabled = False
+    with SiteServer(site) as server:
+        feed = site.respond(Request("GET", "/feed", {}, {}, b"", server.base_url))
+        assert feed is not None and isinstance(feed.body, str)
+        assert "paywall" not in feed.body.lower() and feed.body.count(">Read more</a></p>") == 4
+        base = server.base_url
+        result = crawl_offline(SubstackExtractor(), f"{base}/")
+    assert_matches_content(content, base, result)
+    assert sorted(result.paywalled) == sorted(f"{base}/p/{a.slug}" for a in site.paid_posts)
+    assert not any(d.content.endswith("Read more") for d in result.documents)
+
+
+def test_the_archive_reports_paid_posts_without_fetching_them() -> None:
+    content = load_demo_content()
+    base, result = crawl(SubstackSite(content, paid_posts=[PAID_POST, *paid(2)]))
+    assert_matches_content(content, base, result)
+    assert len(result.paywalled) == 3 and f"{base}/p/{PAID_POST.slug}" in result.paywalled
+    assert not any("paid-issue" in f.url or PAID_POST.slug in f.url for f in result.fetched)
+
+
+@pytest.mark.parametrize(
+    ("html", "cut"),
+    [
+        ('<p>Preview.</p><p><a href="https://a.substack.com/p/post?utm_source=rss">Read more</a></p>', True),
+        ('<p>Preview.</p><p><a href="/p/post">Keep reading with a 7-day free trial</a></p>', True),
+        ('<p>Preview.</p><div class="paywall-jump" data-component-name="PaywallToDOM"></div>', True),
+        # A free post may end with a link: to another post, or inside the writer's own sentence.
+        ('<p>Whole post.</p><p><a href="https://a.substack.com/p/older">Read more</a></p>', False),
+        ('<p>Whole post.</p><p>Thanks for reading, <a href="/p/post">share it</a>.</p>', False),
+        ("<p>Whole post.</p><p>The end.</p>", False),
+    ],
+)
+def test_what_counts_as_cut_at_the_paywall(html: str, cut: bool) -> None:
+    assert cut_at_paywall(html, "https://a.substack.com/p/post") is cut
+
+
+def test_a_feed_labelled_text_html_is_read() -> None:
+    # Issue 14 #5: some proxies label feeds text/html; the Medium feed step already accepted that.
+    content = load_demo_content()
+    site = SubstackSite(content)
+    site.archive_api_enabled = False
+    site.feed_content_type = "text/html; charset=utf-8"
+    base, result = crawl(site)
+    assert [f.step for f in result.fetched] == ["archive", "feed"]
+    assert_matches_content(content, base, result)

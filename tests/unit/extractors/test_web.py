@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from support.offline import OfflineCrawl, crawl_offline
-from twin.crawler.extractors.base import ExtractOptions, Page
-from twin.crawler.extractors.web import WebExtractor
 from twin.demo.content import DemoContent, load_demo_content
 from twin.demo.server import Request, Response, SiteServer
 from twin.demo.sites.markup import blocks
 from twin.demo.sites.web import WebSite
 from twin.domain.documents import Category
 from twin.domain.errors import EmptyExtraction, UnsupportedContent
+from twin.extractors.base import ExtractOptions, Page
+from twin.extractors.web import WebExtractor
 
 # Text of the chrome around every post: none of it may reach a document.
 BOILERPLATE = [

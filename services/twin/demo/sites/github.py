@@ -5,6 +5,9 @@ list paginated with a ``Link`` header, repository metadata, recursive git trees 
 git's own blob SHAs, and raw file bytes (binaries as bytes with NULs). When ``token`` is set every
 request must carry it (``Authorization: Bearer`` or ``token``), as on a private instance; when
 ``rate_limited`` is set the API answers 403 with ``x-ratelimit-remaining: 0`` like GitHub does.
+When ``odd_repo`` is set the repository list also holds one object without ``full_name`` and
+``default_branch`` (as a repository still being created or imported can be listed), sorted among
+the others like any repository.
 
 Everything is rendered from :class:`~twin.demo.content.DemoContent` on each request, so tests can
 edit files and crawl again.
@@ -54,6 +57,7 @@ class GitHubSite:
         self.token = token
         self.max_per_page = _MAX_PER_PAGE
         self.rate_limited = False
+        self.odd_repo = False
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -117,6 +121,12 @@ class GitHubSite:
             "url": f"{request.base_url}{API_PREFIX}/repos/{owner}/{repo.name}",
         }
 
+    def _odd_repo_json(self, request: Request) -> dict[str, Any]:
+        """A listed repository the API describes only in part: no full_name, no default_branch."""
+        odd = self._repo_json(request, Repo(name="being-imported", description="Import in progress"))
+        del odd["full_name"], odd["default_branch"]
+        return odd
+
     def _repo_list(self, request: Request, user: str) -> Response:
         if user != self.content.handle:
             return self._error(404, "Not Found")
@@ -125,12 +135,15 @@ class GitHubSite:
             page = max(1, int(request.arg("page", "1")))
         except ValueError:
             return self._error(422, "Validation Failed")
-        repos = sorted(self.content.github, key=lambda r: r.name)
+        repos = [self._repo_json(request, r) for r in self.content.github]
+        if self.odd_repo:
+            repos.append(self._odd_repo_json(request))
+        repos.sort(key=lambda r: str(r["name"]))
         if request.arg("type", "owner") == "member":
             repos = []
         chunk = repos[(page - 1) * per_page : page * per_page]
         last = max(1, math.ceil(len(repos) / per_page))
-        response = self._json([self._repo_json(request, r) for r in chunk])
+        response = self._json(chunk)
 
         def link(n: int) -> str:
             query = {"per_page": per_page, "page": n, "type": request.arg("type", "owner")}

@@ -4,11 +4,16 @@ What it copies from the real site, because the extractor depends on exactly thes
 
 * ``/feed/@<handle>``: RSS 2.0 with ``content:encoded`` full HTML (starting with the title as
   ``<h3>`` and ending with a tracking pixel), ``dc:creator``, ``pubDate``, links carrying
-  ``?source=rss-...`` tracking parameters, and only the 10 most recent stories.
+  ``?source=rss-...`` tracking parameters, and only the 10 most recent stories. Items of stories
+  in a publication close with a rule and Medium's "<story> was originally published in
+  <publication> on Medium, where people are continuing the conversation..." paragraph.
 * ``/@<handle>``: a JavaScript application shell. Stories are listed only after an inline script
   fetches a JSON endpoint, so a crawler without a browser sees no story links at all.
-* ``/@<handle>/<slug>-<12 hex id>``: story pages with ``data-testid="storyTitle"``,
-  ``pw-post-body-paragraph`` paragraphs, a canonical link and NewsArticle JSON-LD.
+* ``/@<handle>/<slug>-<12 hex id>``: story pages with ``pw-post-body-paragraph`` paragraphs, a
+  canonical link, ``article:published_time`` and ``SocialMediaPosting`` JSON-LD (Medium's type for
+  a story, not ``Article``). The title (``h1 data-testid="storyTitle"``) and the subtitle
+  (``h2.pw-subtitle-paragraph``) carry the same ``data-selectable-paragraph`` marker as the body's
+  blocks, as on the real page.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class MediumSite:
                 + f'<img src="{base_url}/_/stat?event=post.clientViewed&amp;referrerSource=full_rss'
                 f'&amp;postId={sid}" width="1" height="1" alt="">'
             )
+            if article.publication:
+                html += self._publication_footer(base_url, article)
             categories = "".join(f"<category><![CDATA[{tag}]]></category>" for tag in article.tags)
             items.append(
                 f"""<item>
@@ -108,6 +115,15 @@ class MediumSite:
 {"".join(items)}
 </channel>
 </rss>"""
+
+    def _publication_footer(self, base_url: str, article: Article) -> str:
+        pub = article.publication
+        pub_url = f"{base_url}/{pub.lower().replace(' ', '-')}"
+        return (
+            f'<hr><p><a href="{self.story_url(base_url, article)}">{escape(article.title)}</a> was'
+            f' originally published in <a href="{pub_url}">{escape(pub)}</a> on Medium, where people'
+            " are continuing the conversation by highlighting and responding to this story.</p>"
+        )
 
     # -- JavaScript profile page -----------------------------------------------------------------
 
@@ -165,14 +181,15 @@ class MediumSite:
     def _story_page(self, article: Article, base_url: str) -> str:
         url = self.story_url(base_url, article)
         owner = self.content.owner
+        published = published_at(article.published).isoformat()
         ld = {
             "@context": "http://schema.org",
-            "@type": "NewsArticle",
+            "@type": "SocialMediaPosting",
             "headline": article.title,
             "description": article.subtitle,
             "url": url,
-            "datePublished": published_at(article.published).isoformat(),
-            "dateModified": published_at(article.published).isoformat(),
+            "datePublished": published,
+            "dateModified": published,
             "author": {"@type": "Person", "name": owner, "url": f"{base_url}/@{self.content.handle}"},
             "publisher": {"@type": "Organization", "name": "Medium"},
             "identifier": story_id(article.slug),
@@ -192,14 +209,15 @@ class MediumSite:
 <link rel="canonical" href="{url}">
 <meta property="og:title" content="{escape(article.title)}">
 <meta property="og:type" content="article">
+<meta property="article:published_time" content="{published}">
 <meta name="author" content="{escape(owner)}">
 <script type="application/ld+json">{json.dumps(ld)}</script>
 </head><body>
 <div id="root">
 <nav><a href="/">Medium</a><a href="/m/signin">Sign in</a><button>Write</button></nav>
 <div class="meteredContent"><article><div><section><div class="ci bh">
-<h1 data-testid="storyTitle" class="pw-post-title">{escape(article.title)}</h1>
-<h2 class="pw-subtitle-paragraph">{escape(article.subtitle)}</h2>
+<h1 data-testid="storyTitle" class="pw-post-title" data-selectable-paragraph="">{escape(article.title)}</h1>
+<h2 class="pw-subtitle-paragraph" data-selectable-paragraph="">{escape(article.subtitle)}</h2>
 <div class="byline"><a data-testid="authorName" href="/@{self.content.handle}">{escape(owner)}</a>
 <span>Follow</span><span data-testid="storyReadTime">4 min read</span>
 <span data-testid="storyPublishDate">{article.published}</span></div>

@@ -8,11 +8,14 @@ Copied traits the extractor relies on:
 * ``/p/<slug>``: post pages with ``h1.post-title``, ``h3.subtitle``,
   ``div.available-content div.body.markup`` and NewsArticle JSON-LD. Paid posts show only a
   preview followed by a paywall.
-* ``/feed``: RSS with ``content:encoded`` (paid posts truncated there too, as on Substack).
+* ``/feed``: RSS with ``content:encoded``. A paid post's item is cut at the paywall the way the
+  real feed cuts it: the preview's paragraphs, then a last paragraph holding only a "Read more"
+  link to the post, and no paywall marker at all.
 
 Set ``archive_api_enabled = False`` to make the API answer like a blocked request (an HTML
 challenge page), or ``archive_api_error`` to an HTTP status to make it fail; either sends crawlers
-to the feed.
+to the feed. ``feed_content_type`` is the label the feed is served with (some proxies relabel
+feeds ``text/html``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class SubstackSite:
         self.paid_posts = [PAID_POST] if paid_posts is None else paid_posts
         self.archive_api_enabled = True
         self.archive_api_error: int | None = None
+        self.feed_content_type = "application/rss+xml; charset=utf-8"
         self.publication = "Boring Is a Feature"
 
     def respond(self, request: Request) -> Response | None:
@@ -68,7 +72,7 @@ class SubstackSite:
                 )
             return Response.json(self._archive(request))
         if path == "/feed":
-            return Response.xml(self._feed(request.base_url))
+            return Response.xml(self._feed(request.base_url), content_type=self.feed_content_type)
         if path.startswith("/p/"):
             article = self._find(path.removeprefix("/p/").rstrip("/"))
             if article is not None:
@@ -91,12 +95,27 @@ class SubstackSite:
     def _audience(self, article: Article) -> str:
         return "only_paid" if self.is_paid(article) else "everyone"
 
+    def _preview_html(self, article: Article) -> str:
+        preview = blocks(article.body)[:_PREVIEW_BLOCKS]
+        return "\n".join(f"<p>{escape(b.text)}</p>" for b in preview)
+
     def _body_html(self, article: Article) -> str:
+        """A post page's body: the whole post, or a paid post's preview and the paywall's marker."""
         if not self.is_paid(article):
             return to_html(article.body)
-        preview = blocks(article.body)[:_PREVIEW_BLOCKS]
-        shown = "\n".join(f"<p>{escape(b.text)}</p>" for b in preview)
-        return shown + '\n<div class="paywall-jump" data-component-name="PaywallToDOM"></div>'
+        return (
+            self._preview_html(article)
+            + '\n<div class="paywall-jump" data-component-name="PaywallToDOM"></div>'
+        )
+
+    def _feed_html(self, article: Article, base_url: str) -> str:
+        """A feed item's body: the whole post, or a paid post cut at the paywall as the real feed
+        cuts it (the preview, then only a "Read more" link to the post: no marker says "paid")."""
+        if not self.is_paid(article):
+            return to_html(article.body)
+        link = f"{base_url}/p/{article.slug}?utm_source=substack&amp;utm_medium=rss"
+        read_more = f'<p><a href="{link}">Read more</a></p>'
+        return f"{self._preview_html(article)}\n{read_more}"
 
     # -- archive API -----------------------------------------------------------------------------
 
@@ -201,7 +220,7 @@ to receive new posts and support my work.</p><form><input type="email"><button>S
 <guid isPermaLink="false">{base_url}/p/{a.slug}</guid>
 <dc:creator><![CDATA[{self.content.owner}]]></dc:creator>
 <pubDate>{rfc822(a.published)}</pubDate>
-<content:encoded><![CDATA[{self._body_html(a)}]]></content:encoded>
+<content:encoded><![CDATA[{self._feed_html(a, base_url)}]]></content:encoded>
 </item>"""
             for a in self._posts()
         )

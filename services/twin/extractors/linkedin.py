@@ -22,9 +22,9 @@ from urllib.parse import urljoin, urlsplit
 
 from parsel import Selector
 
-from twin.crawler.extractors.base import HTML_TYPES, ExtractOptions, Follow, Output, Page
 from twin.domain.documents import Category, ExtractedDocument, Platform
 from twin.domain.errors import CredentialsRequired, EmptyExtraction, FetchError, InvalidSourceURL, LoginFailed
+from twin.extractors.base import HTML_TYPES, ExtractOptions, Follow, Output, Page
 
 LOGIN_PATH = "/login"
 LOGIN_SUBMIT_PATH = "/checkpoint/lg/login-submit"

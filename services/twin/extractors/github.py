@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from twin.crawler.extractors.base import JSON_TYPES, ExtractOptions, Follow, Output, Page
 from twin.domain.documents import Category, ExtractedDocument, Platform
 from twin.domain.errors import FetchError, InvalidSourceURL
+from twin.extractors.base import JSON_TYPES, ExtractOptions, Follow, Incomplete, Output, Page
 
 STEP_REPOS = "repos"
 STEP_REPO = "repo"
@@ -35,102 +35,29 @@ _PER_PAGE = 100
 _SNIFF_BYTES = 8192
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
+
+def _words(table: str) -> frozenset[str]:
+    """Whitespace-separated names as a set; a table reads better than one entry per line."""
+    return frozenset(table.split())
+
+
 # Files whose bytes are not text anyone wrote by hand.
-BINARY_EXTENSIONS = frozenset(
-    [
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".gif",
-        ".bmp",
-        ".ico",
-        ".webp",
-        ".tif",
-        ".tiff",
-        ".psd",
-        ".svgz",
-        ".zip",
-        ".tar",
-        ".gz",
-        ".tgz",
-        ".bz2",
-        ".xz",
-        ".7z",
-        ".rar",
-        ".zst",
-        ".whl",
-        ".egg",
-        ".woff",
-        ".woff2",
-        ".ttf",
-        ".otf",
-        ".eot",
-        ".mp3",
-        ".mp4",
-        ".wav",
-        ".ogg",
-        ".flac",
-        ".avi",
-        ".mov",
-        ".mkv",
-        ".webm",
-        ".pdf",
-        ".doc",
-        ".docx",
-        ".xls",
-        ".xlsx",
-        ".ppt",
-        ".pptx",
-        ".so",
-        ".dll",
-        ".dylib",
-        ".exe",
-        ".bin",
-        ".o",
-        ".a",
-        ".lib",
-        ".class",
-        ".jar",
-        ".war",
-        ".pyc",
-        ".pyo",
-        ".pyd",
-        ".wasm",
-        ".db",
-        ".sqlite",
-        ".sqlite3",
-        ".parquet",
-        ".pkl",
-        ".npy",
-        ".npz",
-        ".pt",
-        ".pth",
-        ".onnx",
-        ".safetensors",
-        ".h5",
-        ".ckpt",
-    ]
+BINARY_EXTENSIONS = _words(
+    """
+        .png .jpg .jpeg .gif .bmp .ico .webp .tif .tiff .psd .svgz .zip .tar .gz .tgz .bz2 .xz .7z
+        .rar .zst .whl .egg .woff .woff2 .ttf .otf .eot .mp3 .mp4 .wav .ogg .flac .avi .mov .mkv
+        .webm .pdf .doc .docx .xls .xlsx .ppt .pptx .so .dll .dylib .exe .bin .o .a .lib .class .jar
+        .war .pyc .pyo .pyd .wasm .db .sqlite .sqlite3 .parquet .pkl .npy .npz .pt .pth .onnx
+        .safetensors .h5 .ckpt
+    """
 )
 # Generated or machine-maintained files: real text, but not the owner's writing.
-GENERATED_NAMES = frozenset(
-    [
-        "package-lock.json",
-        "yarn.lock",
-        "pnpm-lock.yaml",
-        "npm-shrinkwrap.json",
-        "poetry.lock",
-        "Pipfile.lock",
-        "uv.lock",
-        "pdm.lock",
-        "Cargo.lock",
-        "go.sum",
-        "Gemfile.lock",
-        "composer.lock",
-        "mix.lock",
-        "flake.lock",
-        "packages.lock.json",
-        "Podfile.lock",
-    ]
+GENERATED_NAMES = _words(
+    """
+        package-lock.json yarn.lock pnpm-lock.yaml npm-shrinkwrap.json poetry.lock Pipfile.lock
+        uv.lock pdm.lock Cargo.lock go.sum Gemfile.lock composer.lock mix.lock flake.lock
+        packages.lock.json Podfile.lock
+    """
 )
 GENERATED_SUFFIXES = (
     ".min.js",
@@ -240,6 +167,19 @@ def _next_link(headers: Mapping[str, str]) -> str | None:
     return match.group(1) if match else None
 
 
+def _tree_ref(repo: Any) -> tuple[str, str, str] | None:
+    """Owner, name and default branch of a repository object, or None when it lacks them."""
+    if not isinstance(repo, dict):
+        return None
+    full_name, ref = repo.get("full_name"), repo.get("default_branch")
+    if not isinstance(full_name, str) or not isinstance(ref, str) or not ref:
+        return None
+    owner, _, name = full_name.partition("/")
+    if not owner or not name:
+        return None
+    return owner, name, ref
+
+
 class GitHubExtractor:
     platform = Platform.GITHUB
 
@@ -304,6 +244,12 @@ class GitHubExtractor:
         for repo in payload:
             if not isinstance(repo, dict) or repo.get("fork") or repo.get("archived"):
                 continue  # a fork is someone else's code; an archived repo is the owner's past
+            if _tree_ref(repo) is None:
+                # One odd entry costs that repository, reported, not the rest of the page. Its
+                # files are unseen, not gone, so the source must not delete them: Incomplete.
+                name = repo.get("full_name") or repo.get("name") or "?"
+                out.append(Incomplete(f"{page.url}: repository {name!r} lists no full_name/default_branch"))
+                continue
             out.extend(self._tree_follow(page, repo, explicit=False))
         next_url = _next_link(page.headers)
         if next_url:
@@ -312,10 +258,10 @@ class GitHubExtractor:
 
     def _tree_follow(self, page: Page, repo: Any, explicit: bool) -> list[Output]:
         # An explicitly named repository is crawled even if it is a fork: the profile chose it.
-        full_name, ref = repo.get("full_name"), repo.get("default_branch")
-        if not isinstance(full_name, str) or "/" not in full_name or not isinstance(ref, str):
+        found = _tree_ref(repo)
+        if found is None:
             raise FetchError(f"{page.url}: repository JSON without full_name/default_branch")
-        owner, name = full_name.split("/", 1)
+        owner, name, ref = found
         api = _Endpoints(page.source_url).api
         return [
             Follow(

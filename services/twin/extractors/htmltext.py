@@ -65,8 +65,21 @@ _CONTAINERS = frozenset(
         "dt",
     }
 )
+# schema.org's Article and the subtypes publishing platforms use. SocialMediaPosting is Medium's
+# type for a story page (and BlogPosting's parent): leaving it out lost those pages' dates.
 _ARTICLE_TYPES = frozenset(
-    {"Article", "NewsArticle", "BlogPosting", "TechArticle", "Report", "ScholarlyArticle"}
+    {
+        "Article",
+        "NewsArticle",
+        "AnalysisNewsArticle",
+        "OpinionNewsArticle",
+        "ReportageNewsArticle",
+        "BlogPosting",
+        "SocialMediaPosting",
+        "TechArticle",
+        "Report",
+        "ScholarlyArticle",
+    }
 )
 _SPACES = re.compile(r"\s+")
 
@@ -158,6 +171,21 @@ def _walk(el: Any, out: list[str]) -> None:
     flush()
 
 
+def drop_repeated_headings(blocks: list[str], *texts: str | None) -> list[str]:
+    """``blocks`` without the leading headings that repeat ``texts`` (the title, the subtitle).
+
+    Feeds and article pages often open the body with the title (and on Medium the subtitle) as
+    headings; both are stored in their own fields, and a body that repeats them would teach the
+    twin to start every piece by restating its headline. Each text is dropped at most once, and
+    only from the top: the same words as a section heading further down are the author's.
+    """
+    wanted = {squash(t).casefold() for t in texts if t and squash(t)}
+    kept = list(blocks)
+    while kept and kept[0].startswith("## ") and squash(kept[0][3:]).casefold() in wanted:
+        wanted.discard(squash(kept.pop(0)[3:]).casefold())
+    return kept
+
+
 def element_to_markdown(el: Any, *, drop_title: str | None = None) -> str:
     """Markdown-ish text of an lxml element (e.g. ``Selector.root``).
 
@@ -166,14 +194,7 @@ def element_to_markdown(el: Any, *, drop_title: str | None = None) -> str:
     """
     blocks: list[str] = []
     _walk(el, blocks)
-    if (
-        blocks
-        and drop_title
-        and blocks[0].startswith("## ")
-        and squash(blocks[0][3:]).casefold() == squash(drop_title).casefold()
-    ):
-        blocks.pop(0)
-    return "\n\n".join(blocks)
+    return "\n\n".join(drop_repeated_headings(blocks, drop_title))
 
 
 def block_to_markdown(el: Any) -> str:
@@ -275,6 +296,15 @@ def ld_article(sel: parsel.Selector) -> dict[str, Any]:
         if names & _ARTICLE_TYPES:
             return item
     return {}
+
+
+def published_time(sel: parsel.Selector, ld: dict[str, Any]) -> datetime | None:
+    """When the page says it was published: the article JSON-LD's ``datePublished``, else Open
+    Graph's ``article:published_time`` (pages whose JSON-LD is missing, broken or of a type we do
+    not read still carry the meta tag)."""
+    return parse_datetime(ld.get("datePublished")) or parse_datetime(
+        sel.css('meta[property="article:published_time"]::attr(content)').get()
+    )
 
 
 def ld_author(item: dict[str, Any]) -> str | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from twin.crawler.extractors.base import Extractor
-from twin.crawler.extractors.github import GitHubExtractor
-from twin.crawler.extractors.linkedin import LinkedInExtractor
-from twin.crawler.extractors.medium import MediumExtractor
-from twin.crawler.extractors.substack import SubstackExtractor
-from twin.crawler.extractors.web import WebExtractor
 from twin.domain.documents import Platform
+from twin.extractors.base import Extractor
+from twin.extractors.github import GitHubExtractor
+from twin.extractors.linkedin import LinkedInExtractor
+from twin.extractors.medium import MediumExtractor
+from twin.extractors.substack import SubstackExtractor
+from twin.extractors.web import WebExtractor
 
 REGISTRY: dict[Platform, Extractor] = {
     Platform.MEDIUM: MediumExtractor(),

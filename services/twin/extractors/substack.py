@@ -3,8 +3,15 @@
 ``/api/v1/archive`` is what Substack's own web app pages through: it lists every post (the feed
 holds only the latest ~20) with its audience, so paid posts are skipped before they are fetched.
 Post pages give the full text of free posts. When the API answers something other than a JSON
-list (blocked, changed, a challenge page), the extractor falls back to ``/feed``, skipping
-entries cut at the paywall: a truncated paid post must never be stored as if it were whole.
+list (blocked, changed, a challenge page), the extractor falls back to ``/feed``.
+
+Paid posts are never stored, not even marked as truncated: their public text is a preview cut at
+the paywall, and a writer would not want a teaser that stops mid-thought to train their twin.
+Each one is reported (:class:`~twin.extractors.base.Paywalled`), so the crawl summary says how
+many were left out. The archive says which posts are paid (``audience``); a post page says it
+with its paywall; a feed item says it only by how it ends: Substack cuts the item at the paywall
+and closes it with a short paragraph linking back to the post ("Read more"), or, in older feeds,
+with its paywall marker.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import feedparser
 import parsel
 
-from twin.crawler.extractors.base import (
-    FEED_TYPES,
+from twin.domain.documents import Category, ExtractedDocument, Platform
+from twin.domain.errors import EmptyExtraction, UnsupportedContent
+from twin.domain.urls import canonical_url
+from twin.extractors.base import (
     HTML_TYPES,
     JSON_TYPES,
     ExtractOptions,
@@ -26,8 +34,10 @@ from twin.crawler.extractors.base import (
     Incomplete,
     Output,
     Page,
+    Paywalled,
 )
-from twin.crawler.extractors.htmltext import (
+from twin.extractors.feeds import feed_entries
+from twin.extractors.htmltext import (
     canonical_link,
     element_to_markdown,
     entry_datetime,
@@ -38,14 +48,14 @@ from twin.crawler.extractors.htmltext import (
     parse_datetime,
     squash,
 )
-from twin.domain.documents import Category, ExtractedDocument, Platform
-from twin.domain.errors import EmptyExtraction, UnsupportedContent
-from twin.domain.urls import canonical_url
 
 PAGE_SIZE = 12
 FREE = "everyone"
 # Substack's marker where a paid post's body is cut ("PaywallToDOM"), and the paywall box.
 _PAYWALL_MARKERS = ('class="paywall-jump"', "PaywallToDOM")
+# A feed item's closing link back to its own post is a call to action ("Read more", "Keep reading
+# with a 7-day free trial"), never longer than this; a longer paragraph is the writer's text.
+_READ_MORE_MAX_WORDS = 8
 
 
 def _root(url: str) -> str:
@@ -81,7 +91,7 @@ class SubstackExtractor:
 
     # -- archive API -----------------------------------------------------------------------------
 
-    def _archive(self, page: Page) -> Iterator[Follow | Incomplete]:
+    def _archive(self, page: Page) -> Iterator[Follow | Incomplete | Paywalled]:
         root = _root(page.url)
         items = self._archive_items(page)
         if items is None:
@@ -101,11 +111,14 @@ class SubstackExtractor:
                 continue  # offsets shift when a post is published mid-crawl: skip repeats
             seen.append(slug)
             fresh += 1
+            given = item.get("canonical_url")
+            url = urljoin(page.url, given if isinstance(given, str) and given else f"/p/{slug}")
             if item.get("audience", FREE) != FREE:
-                continue  # paid posts: only a preview is readable, never store it as the post
-            url = item.get("canonical_url") if isinstance(item.get("canonical_url"), str) else None
+                # Only a preview is readable: not fetched, not stored, counted.
+                yield Paywalled(canonical_url(url))
+                continue
             yield Follow(
-                urljoin(page.url, url or f"/p/{slug}"),
+                url,
                 step="post",
                 optional=True,
                 data={"archive": _archive_facts(item)},
@@ -134,13 +147,14 @@ class SubstackExtractor:
 
     # -- post page -------------------------------------------------------------------------------
 
-    def _post(self, page: Page) -> ExtractedDocument:
+    def _post(self, page: Page) -> ExtractedDocument | Paywalled:
         page.require(*HTML_TYPES)
         facts: Mapping[str, Any] = page.data.get("archive", {})
         sel = parsel.Selector(text=page.text)
         ld = ld_article(sel)
         if ld.get("isAccessibleForFree") is False or sel.css(".paywall, .paywall-jump"):
-            raise EmptyExtraction(f"{page.url}: paid post, only a preview is readable")
+            # A post the archive called free but the page paywalls (it changed since): a paid post.
+            return Paywalled(canonical_url(urljoin(page.url, canonical_link(sel) or page.url)))
         title = squash(" ".join(sel.css("h1.post-title ::text").getall())) or ld_text(ld, "headline") or ""
         title = title or str(facts.get("title") or "")
         body_el = sel.css("div.available-content div.body.markup") or sel.css("div.body.markup")
@@ -167,20 +181,23 @@ class SubstackExtractor:
 
     # -- feed fallback ---------------------------------------------------------------------------
 
-    def _feed(self, page: Page) -> Iterator[ExtractedDocument]:
-        page.require(*FEED_TYPES)
-        for entry in feedparser.parse(page.body).entries:
+    def _feed(self, page: Page) -> Iterator[ExtractedDocument | Paywalled]:
+        for entry in feed_entries(page):
             contents = entry.get("content") or []
             html = contents[0].get("value", "") if contents else ""
             title = squash(entry.get("title") or "")
             link = entry.get("link")
-            if not title or not link or any(marker in html for marker in _PAYWALL_MARKERS):
+            if not title or not link:
+                continue
+            url = canonical_url(urljoin(page.url, link))
+            if cut_at_paywall(html, url):
+                yield Paywalled(url)
                 continue
             text = html_to_markdown(html, drop_title=title)
             if not text:
                 continue
             yield ExtractedDocument(
-                canonical_url=canonical_url(urljoin(page.url, link)),
+                canonical_url=url,
                 category=Category.ARTICLE,
                 title=title,
                 content=text,
@@ -200,3 +217,33 @@ def _archive_facts(item: Mapping[str, Any]) -> dict[str, Any]:
         "post_date": item.get("post_date"),
         "tags": tags,
     }
+
+
+def cut_at_paywall(html: str, post_url: str) -> bool:
+    """Whether a feed item's HTML is a paid post cut at the paywall.
+
+    Substack's feed ends such an item with a last paragraph that holds nothing but a short link
+    back to the post itself ("Read more"); older feeds carried the paywall marker instead. A free
+    post ends with the writer's own text (a link to another post, or a long paragraph, is theirs).
+    """
+    if any(marker in html for marker in _PAYWALL_MARKERS):
+        return True
+    root = parsel.Selector(text=f"<div>{html}</div>").css("body > div > *")
+    last = next((el for el in reversed(root) if squash(" ".join(el.css("::text").getall()))), None)
+    if last is None:
+        return False
+    text = squash(" ".join(last.css("::text").getall()))
+    links = last.css("a")
+    link_text = squash(" ".join(t for a in links for t in a.css("::text").getall()))
+    own_path = urlsplit(post_url).path
+    to_post = [
+        a
+        for a in links
+        if urlsplit(canonical_url(urljoin(post_url, a.attrib.get("href", "")))).path == own_path
+    ]
+    return (
+        bool(to_post)
+        and len(to_post) == len(links)
+        and link_text == text
+        and (len(text.split()) <= _READ_MORE_MAX_WORDS)
+    )

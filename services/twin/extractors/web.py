@@ -14,23 +14,25 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import feedparser
 import parsel
 
-from twin.crawler.extractors.base import FEED_TYPES, HTML_TYPES, ExtractOptions, Follow, Output, Page
-from twin.crawler.extractors.htmltext import (
+from twin.domain.documents import Category, ExtractedDocument, Platform
+from twin.domain.errors import EmptyExtraction, UnsupportedContent
+from twin.domain.urls import canonical_url
+from twin.extractors.base import FEED_TYPES, HTML_TYPES, ExtractOptions, Follow, Output, Page
+from twin.extractors.feeds import feed_entries
+from twin.extractors.htmltext import (
     canonical_link,
+    drop_repeated_headings,
     ld_article,
     ld_author,
     ld_text,
     normalise_markdown,
     parse_datetime,
+    published_time,
     squash,
     word_count,
 )
-from twin.domain.documents import Category, ExtractedDocument, Platform
-from twin.domain.errors import EmptyExtraction, UnsupportedContent
-from twin.domain.urls import canonical_url
 
 # Fewer words than this after extraction is a stub, an error page or pure chrome: not a document.
 MIN_WORDS = 40
@@ -77,11 +79,9 @@ class WebExtractor:
         yield self._extract(page, sel)
 
     def _feed(self, page: Page) -> Iterator[Follow]:
-        page.require(*FEED_TYPES)
-        parsed = feedparser.parse(page.body)
         seen: set[str] = set()
         site = str(page.data.get("listing") or page.url)
-        for entry in parsed.entries:
+        for entry in feed_entries(page):
             link = entry.get("link")
             if not link:
                 continue
@@ -128,20 +128,15 @@ class WebExtractor:
 
 
 def _drop_title(text: str, title: str) -> str:
-    first, _, rest = text.partition("\n\n")
-    if first.startswith("## ") and squash(first[3:]).casefold() == squash(title).casefold():
-        return rest.strip()
-    return text
+    blocks = text.split("\n\n")
+    kept = drop_repeated_headings(blocks, title)
+    return text if len(kept) == len(blocks) else "\n\n".join(kept).strip()
 
 
 def _published(sel: parsel.Selector, ld: dict[str, Any], meta: Any) -> datetime | None:
     """The most precise publication time the page states: JSON-LD, Open Graph, then trafilatura's
     date guess (a day, taken as midnight UTC)."""
-    return (
-        parse_datetime(ld.get("datePublished"))
-        or parse_datetime(sel.css('meta[property="article:published_time"]::attr(content)').get())
-        or parse_datetime(getattr(meta, "date", None))
-    )
+    return published_time(sel, ld) or parse_datetime(getattr(meta, "date", None))
 
 
 def _metadata(meta: Any) -> dict[str, Any]:

@@ -7,6 +7,11 @@ JavaScript application: without one it lists nothing), and follows only the stor
 did not cover. The profile request is chained from the feed step, carrying the feed's canonical
 URLs, so no article is fetched twice.
 
+Story pages (the browser path) are Medium's own markup: the title and subtitle carry the same
+``data-selectable-paragraph`` marker as body blocks, and the JSON-LD is ``SocialMediaPosting``;
+both are read as such. Feed items of stories in a publication end with Medium's "was originally
+published in <publication> on Medium" line, which is dropped: it is Medium's, not the writer's.
+
 Source forms: ``https://medium.com/@user`` (feed ``/feed/@user``), ``https://medium.com/<pub>``
 (feed ``/feed/<pub>``), ``https://<user>.medium.com`` or a custom domain (feed ``/feed``).
 """
@@ -18,11 +23,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import feedparser
 import parsel
 
-from twin.crawler.extractors.base import (
-    FEED_TYPES,
+from twin.domain.documents import Category, ExtractedDocument, Platform
+from twin.domain.errors import EmptyExtraction, UnsupportedContent
+from twin.domain.urls import canonical_url
+from twin.extractors.base import (
     HTML_TYPES,
     ExtractOptions,
     Follow,
@@ -30,24 +36,36 @@ from twin.crawler.extractors.base import (
     Output,
     Page,
 )
-from twin.crawler.extractors.htmltext import (
+from twin.extractors.feeds import feed_entries
+from twin.extractors.htmltext import (
     block_to_markdown,
     canonical_link,
+    drop_repeated_headings,
     element_to_markdown,
     entry_datetime,
     html_to_markdown,
     ld_article,
     ld_author,
     ld_text,
-    parse_datetime,
+    published_time,
     squash,
 )
-from twin.domain.documents import Category, ExtractedDocument, Platform
-from twin.domain.errors import EmptyExtraction, UnsupportedContent
-from twin.domain.urls import canonical_url
 
 # A story URL ends in "-<hex id>" (Medium ids are 12 hex digits; some old ones 10-11).
 _STORY_ID = re.compile(r"-[0-9a-f]{10,12}$")
+# The line Medium appends to feed items of stories in a publication: "<story> was originally
+# published in <publication> on Medium, where people are continuing the conversation by ...".
+_PUBLICATION_FOOTER = re.compile(r"\bwas originally published in\b.+\bon Medium\b", re.IGNORECASE)
+# Story-page elements that are the title or subtitle, whatever marker they also carry.
+_TITLE_BLOCKS = 'article h1[data-testid="storyTitle"], article .pw-post-title, article .pw-subtitle-paragraph'
+
+
+def _without_publication_footer(text: str) -> str:
+    """``text`` without Medium's trailing "originally published in … on Medium" paragraph."""
+    head, sep, last = text.rpartition("\n\n")
+    if _PUBLICATION_FOOTER.search(last) and not last.startswith(("```", "## ")):
+        return head if sep else ""
+    return text
 
 
 def feed_and_profile(source_url: str) -> tuple[str, str]:
@@ -88,24 +106,26 @@ class MediumExtractor:
     # -- feed ------------------------------------------------------------------------------------
 
     def _feed(self, page: Page) -> Iterator[Output]:
-        if page.status >= 400:
+        _, profile = feed_and_profile(page.source_url)
+        try:
+            entries = feed_entries(page) if page.status < 400 else None
+            reason = f"HTTP {page.status}"
+        except UnsupportedContent as exc:
+            entries, reason = None, str(exc)
+        if entries is None:
             # No feed: the profile page alone may not list everything (it scrolls), so nothing may
             # be deleted on this crawl, but the articles it does list are still collected.
-            yield Incomplete(f"feed unavailable (HTTP {page.status}); collected from the profile page only")
-            _, profile = feed_and_profile(page.source_url)
+            yield Incomplete(f"feed unavailable ({reason}); collected from the profile page only")
             yield Follow(profile, step="profile", render_js=True, data={"seen": []})
             return
-        page.require(*FEED_TYPES, *HTML_TYPES)  # some proxies label feeds text/html
-        parsed = feedparser.parse(page.body)
         seen: list[str] = []
-        for entry in parsed.entries:
+        for entry in entries:
             doc = self._entry(entry, page)
             if doc is not None:
                 seen.append(doc.canonical_url)
                 yield doc
         # The profile page lists what the feed's 10 items leave out. Optional: without a browser
         # or with Medium changing its page, the feed's stories still stand.
-        _, profile = feed_and_profile(page.source_url)
         yield Follow(profile, step="profile", render_js=True, optional=True, data={"seen": seen})
 
     def _entry(self, entry: Any, page: Page) -> ExtractedDocument | None:
@@ -115,7 +135,7 @@ class MediumExtractor:
         html = contents[0].get("value", "") if contents else entry.get("summary", "")
         if not link or not title:
             return None
-        text = html_to_markdown(html, drop_title=title)
+        text = _without_publication_footer(html_to_markdown(html, drop_title=title))
         if not text:
             return None
         tags = [t.get("term") for t in entry.get("tags") or [] if t.get("term")]
@@ -155,12 +175,12 @@ class MediumExtractor:
         )
         if not title:
             raise EmptyExtraction(f"{page.url}: no story title")
-        body = self._body(sel, title)
-        if not body:
-            raise EmptyExtraction(f"{page.url}: no story text")
         subtitle = ld_text(ld, "description") or squash(
             " ".join(sel.css(".pw-subtitle-paragraph ::text").getall())
         )
+        body = self._body(sel, title, subtitle)
+        if not body:
+            raise EmptyExtraction(f"{page.url}: no story text")
         tags = [squash(t) for t in sel.css(".tags .tag::text, a[href*='/tag/'] ::text").getall() if t.strip()]
         return ExtractedDocument(
             canonical_url=canonical_url(urljoin(page.url, canonical_link(sel) or page.url)),
@@ -168,21 +188,24 @@ class MediumExtractor:
             title=title,
             content=body,
             author=ld_author(ld) or sel.css('meta[name="author"]::attr(content)').get(),
-            published_at=parse_datetime(ld.get("datePublished")),
+            published_at=published_time(sel, ld),
             metadata={"subtitle": subtitle, "tags": list(dict.fromkeys(tags)), "via": "page"},
         )
 
     @staticmethod
-    def _body(sel: parsel.Selector, title: str) -> str:
-        # Medium marks every body block with data-selectable-paragraph; prefer that marker, and
-        # fall back to the <article>'s blocks minus the title, subtitle and byline widgets.
+    def _body(sel: parsel.Selector, title: str, subtitle: str) -> str:
+        # Medium marks every body block with data-selectable-paragraph, and the title and subtitle
+        # too: leave out the elements that are known to be them, then any leading heading that
+        # still repeats them (a changed class name must not put the headline back in the body).
+        for heading in sel.css(_TITLE_BLOCKS):
+            heading.drop()
         blocks = sel.css("article [data-selectable-paragraph]")
         if blocks:
-            parts = [block_to_markdown(b.root) for b in blocks]
-            return "\n\n".join(p for p in parts if p)
+            parts = [p for p in (block_to_markdown(b.root) for b in blocks) if p]
+            return "\n\n".join(drop_repeated_headings(parts, title, subtitle))
+        # No marker at all: the <article>'s blocks, minus what repeats the title and subtitle.
         article = sel.css("article")
         if not article:
             return ""
-        for junk in article.css('h1[data-testid="storyTitle"], .pw-subtitle-paragraph'):
-            junk.drop()
-        return element_to_markdown(article[0].root, drop_title=title)
+        text = element_to_markdown(article[0].root)
+        return "\n\n".join(drop_repeated_headings(text.split("\n\n"), title, subtitle)) if text else ""

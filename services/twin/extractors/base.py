@@ -5,7 +5,9 @@ The spider owns all I/O. For each source it asks the platform's extractor where 
 :class:`Page` (:meth:`Extractor.parse`), which yields more :class:`Follow` requests and
 :class:`~twin.domain.documents.ExtractedDocument` items. ``Follow.step`` names the extractor's
 own state ("feed", "article", "listing"...), echoed back in ``Page.step``; ``Follow.data``
-carries whatever the extractor needs on the next step (a page number, a branch name).
+carries whatever the extractor needs on the next step (a page number, a branch name). Besides
+documents and follow-ups, an extractor may report that its view of a source is partial
+(:class:`Incomplete`) or that it saw a paid post it will not store (:class:`Paywalled`).
 
 Extractors never fetch, sleep or store: that keeps them testable on saved pages, and keeps
 politeness, safety and retries in one place (the spider and its middlewares).
@@ -118,7 +120,20 @@ class Incomplete:
     reason: str
 
 
-Output = Follow | ExtractedDocument | Incomplete
+@dataclass(frozen=True)
+class Paywalled:
+    """Yielded for a post the extractor saw but will not store: a paid post whose public text is
+    only the preview before the paywall.
+
+    Not an error (nothing failed) and not a document: a teaser cut mid-thought is not the writer's
+    text and must not train their twin, so it is never stored, not even marked as truncated. The
+    spider counts these per source, so the report says how many paid posts were left out.
+    """
+
+    url: str
+
+
+Output = Follow | ExtractedDocument | Incomplete | Paywalled
 
 
 class Extractor(Protocol):
