@@ -59,6 +59,7 @@ def synthetic_posts(n: int) -> list[Article]:
 
 
 def worker_ours(base: str, dsn: str) -> dict[str, Any]:
+    from twin import wiring
     from twin.adapters.postgres import PostgresDocumentStore, connect, migrate
     from twin.crawler.runner import run_crawl
     from twin.domain.profile import parse_profile
@@ -81,7 +82,13 @@ def worker_ours(base: str, dsn: str) -> dict[str, Any]:
         migrate(conn)
         store = PostgresDocumentStore(conn)
         start = time.perf_counter()
-        result = run_crawl(profile, settings, store)
+        result = run_crawl(
+            profile,
+            store,
+            config=settings.crawler,
+            options=wiring.extract_options(settings),
+            guard=wiring.address_guard(settings),
+        )
         elapsed = time.perf_counter() - start
     (report,) = result.reports
     assert report.errors == [], report.errors
@@ -95,7 +102,7 @@ def worker_bare(urls: list[str]) -> dict[str, Any]:
     from twin.crawler.runner import scrapy_settings
     from twin.settings import Settings
 
-    ours = scrapy_settings(Settings())
+    ours = scrapy_settings(Settings().crawler)
     same = {
         k: ours[k]
         for k in (

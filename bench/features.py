@@ -92,7 +92,7 @@ def features_env(dsn: str, home: Path, **extra: str) -> dict[str, str]:
         "TWIN_HOME": str(home),
         "TWIN_FEATURES__SLOT_NAME": slot,
         "TWIN_FEATURES__PUBLICATION": slot,
-        "TWIN_FEATURES__RAY_NUM_CPUS": "2",
+        "TWIN_RAY__NUM_CPUS": "2",
         "TWIN_FEATURES__EMBED_WORKERS": "1",
         **extra,
     }

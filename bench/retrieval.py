@@ -197,7 +197,8 @@ def pct(values: list[float], p: float) -> float:
 def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915  (one linear script)
     from pgvector.psycopg import register_vector
 
-    from twin.adapters.pgvector_store import PgFeatureStore, PgRetriever
+    from twin.adapters.pgvector_retriever import PgRetriever
+    from twin.adapters.pgvector_store import PgFeatureStore
     from twin.adapters.postgres import connect, migrate
 
     k = 10

@@ -48,18 +48,14 @@ def free_port() -> int:
 def prepare(home: Path, dsn: str) -> None:
     """Embedded chunks of the sample owner's writing, and a registered champion adapter."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from support.serving import BASE_MODEL, make_adapter, register, seed_profiles
+    from support.serving import BASE_MODEL, local_registry, make_adapter, register, seed_profiles
     from twin.adapters.hf_models import resolve_base_model
-    from twin.adapters.mlflow_store import MlflowStore
     from twin.settings import Settings
 
     seed_profiles(dsn)
-    (home / "mlflow").mkdir(parents=True, exist_ok=True)
-    store = MlflowStore(
-        f"sqlite:///{home / 'mlflow' / 'mlflow.db'}", (home / "mlflow" / "artifacts").as_uri()
-    )
     path = resolve_base_model(BASE_MODEL, Settings().training.model_cache_dir)
-    register(store, "alice", make_adapter(path, home / "adapter", seed=1, rank=16), alias="champion")
+    adapter = make_adapter(path, home / "adapter", seed=1, rank=16)
+    register(local_registry(home), "alice", adapter, alias="champion")
 
 
 def settings_env(home: Path, dsn: str, engine: str) -> dict[str, str]:
@@ -76,25 +72,26 @@ def settings_env(home: Path, dsn: str, engine: str) -> dict[str, str]:
 async def direct(env: dict[str, str], args: argparse.Namespace) -> list[float]:
     """The engine alone, on the endpoint's own prompt."""
     os.environ.update(env)
-    from twin.cli import SAMPLE_PROFILE, load_profile
+    from twin import wiring
+    from twin.cli.common import SAMPLE_PROFILE, load_profile
     from twin.domain.generation import GenerationParams
     from twin.serving.engine_server import EngineServer
-    from twin.serving.rag import Rag
+    from twin.serving.grounding import Rag, chat_messages
     from twin.serving.schemas import ChatCompletionRequest
-    from twin.serving.service import chat_messages
     from twin.settings import Settings
 
     settings = Settings()
     profile = load_profile(SAMPLE_PROFILE)
-    server = EngineServer(profile, settings)
+    deps = wiring.serving_deps(settings, profile)  # the factories the Serve deployments get
+    server = EngineServer(profile, settings.serving, deps.engine, deps.registry)
     await server.sync()  # the champion, loaded
     adapter = server.current
     assert adapter is not None
-    rag = Rag(settings, profile.name, env["TWIN_DATABASE__DSN"])
+    rag = Rag(settings.serving, profile.name, deps.embedder(), deps.retriever, deps.link_reader())
     grounding = rag.ground(QUESTION, [], target=None, retrieval=True, fetch_links=False)
     request = ChatCompletionRequest(model="twin-alice", messages=[{"role": "user", "content": QUESTION}])
     messages = chat_messages(profile.spec.owner.display_name, request.messages, grounding)
-    ids = server._prompt_ids({"messages": messages})
+    ids = server.engine.chat_prompt(messages)
     params = GenerationParams(max_tokens=args.tokens, temperature=0.0)
     latencies = []
     for i in range(args.requests + 1):

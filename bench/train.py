@@ -55,7 +55,7 @@ def plain_loop(model_path: str, train: list[Any], args: argparse.Namespace) -> d
     torch.manual_seed(0)
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     model.config.use_cache = False
     model = get_peft_model(
         model,
@@ -88,10 +88,15 @@ def plain_loop(model_path: str, train: list[Any], args: argparse.Namespace) -> d
 
 
 def ours(model_name: str, cache_dir: str, train: list[Any], args: argparse.Namespace) -> dict[str, float]:
+    from functools import partial
+
+    from twin import wiring
+    from twin.adapters.hf_models import resolve_base_model
     from twin.domain.training import TrainingPlan
     from twin.settings import Settings
+    from twin.training.hardware import worker_cpus
+    from twin.training.launch import fit
     from twin.training.lora import LoopConfig
-    from twin.training.pipeline import _fit
 
     plan = TrainingPlan(
         num_workers=1,
@@ -102,10 +107,9 @@ def ours(model_name: str, cache_dir: str, train: list[Any], args: argparse.Names
         gradient_checkpointing=False,
     )
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), training={"cpus_per_worker": args.threads})
         config = LoopConfig(
             base_model=model_name,
-            model_cache_dir=cache_dir,
+            resolve_model=partial(resolve_base_model, cache_dir=Path(cache_dir)),
             owner="Alice Moreau",
             samples=[s.to_json() for s in train],
             plan=plan.to_json(),
@@ -122,9 +126,11 @@ def ours(model_name: str, cache_dir: str, train: list[Any], args: argparse.Names
             max_steps=args.steps,
             threads=args.threads,
             extra={"run_key": "bench"},
-        ).to_dict()
+        )
         started = time.perf_counter()
-        result = _fit(config, plan, settings, None)
+        wiring.ensure_ray(Settings(home=Path(home)))  # counted: the wall time includes Ray's start
+        cpus = worker_cpus(args.threads, ray_local=True)
+        result = fit(config, plan, cpus=cpus, results_dir=Path(home) / "ray_results")
         wall = time.perf_counter() - started
     m = result.metrics
     return {

@@ -8,10 +8,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +16,8 @@ import psycopg
 import pytest
 import yaml
 
+from support import processes
+from support.processes import free_port
 from support.twin_cli import TwinRun
 from twin.adapters.embedded_postgres import EmbeddedPostgres
 from twin.adapters.postgres import PostgresDocumentStore, connect, migrate
@@ -29,10 +27,13 @@ from twin.demo.sites import DEMO_PORTS, serve_demo_sites
 from twin.domain.documents import Platform
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration needs real services: it carries the ``integration``
+    marker whether or not its module says so (``-m "not integration"`` is the fast loop)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +83,6 @@ def sites(content: DemoContent) -> Iterator[dict[Platform, SiteServer]]:
 def run_twin(pg_dsn: str, tmp_path: Path) -> Callable[..., TwinRun]:
     def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> TwinRun:
         full_env = {
-            **os.environ,
             "TWIN_DATABASE__DSN": pg_dsn,
             "TWIN_CRAWLER__ALLOWED_NETWORKS": '["127.0.0.1/32"]',
             "TWIN_LINKEDIN__EMAIL": "alice@example.com",
@@ -90,15 +90,7 @@ def run_twin(pg_dsn: str, tmp_path: Path) -> Callable[..., TwinRun]:
             "TWIN_HOME": str(tmp_path / "home"),
             **(env or {}),
         }
-        proc = subprocess.run(
-            [sys.executable, "-m", "twin.cli", *args],
-            env=full_env,
-            capture_output=True,
-            check=False,
-            text=True,
-            timeout=timeout,
-            cwd=tmp_path,
-        )
+        proc = processes.run_twin(*args, env=full_env, cwd=tmp_path, timeout=timeout)
         return TwinRun(proc.returncode, proc.stdout, proc.stderr)
 
     return _run

@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
+from support.fake_embedder import HashingEmbedder
 from support.features import articles, edited
-from twin.adapters.embedders import HashingEmbedder
 from twin.adapters.pgvector_store import PgFeatureStore
 from twin.domain.documents import RawDocument
 from twin.domain.features import RawChange

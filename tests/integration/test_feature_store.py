@@ -14,7 +14,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from twin.adapters.pgvector_store import PgFeatureStore, PgRetriever, column_dimension
+from twin.adapters.pgvector_retriever import PgRetriever
+from twin.adapters.pgvector_store import PgFeatureStore, column_dimension
 from twin.domain.documents import Category, Platform
 from twin.domain.errors import InvalidSpec
 from twin.domain.features import Chunk, CleanedDocument, EmbeddedChunk, RawChange, RetrievalQuery

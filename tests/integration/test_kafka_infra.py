@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from support.services.kafka import KafkaBroker, KafkaConnect, drop_slot, free_port, jar_bundles
+from support.processes import free_port
+from support.services.kafka import KafkaBroker, KafkaConnect, drop_slot, jar_bundles
 from twin.adapters.postgres import connect, migrate
 
 pytestmark = [

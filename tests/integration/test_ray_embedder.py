@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+from twin import wiring
 from twin.adapters.embedders import SentenceTransformerEmbedder
-from twin.features.embedding import RayEmbedder
+from twin.settings import Settings
 
 
 def test_ray_actors_embed_like_the_model_itself_in_order() -> None:
@@ -15,7 +16,8 @@ def test_ray_actors_embed_like_the_model_itself_in_order() -> None:
         for i in range(23)
     ]
     local = SentenceTransformerEmbedder().embed(texts)
-    pool = RayEmbedder("all-MiniLM-L6-v2", workers=2, batch_size=4, num_cpus=2)
+    settings = Settings(ray={"num_cpus": 2}, features={"embed_workers": 2, "embed_batch_size": 4})
+    pool = wiring.ray_embedder(settings)  # starts the local Ray, as the feature workers do
     try:
         remote = pool.embed(texts)
         assert pool.dimension == 384 and pool.embed([]) == []

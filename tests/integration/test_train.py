@@ -1,7 +1,8 @@
 """Training end to end on real services: the sample owner's cleaned documents in the real Postgres,
 ``twin train`` in a subprocess (real Ray Train on CPU, real SmolLM2-135M-Instruct converted from the
 bundled GGUF, real transformers + peft), MLflow on SQLite, then the registry, the promotion gate,
-manual promotion, rollback, idempotence, and every bad configuration registering nothing.
+manual promotion, rollback, idempotence, and every bad configuration registering nothing; and the
+registry port's contract on real MLflow, call by call.
 
 The runs are short (a few optimizer steps on 160-token samples) because a 2-core CPU trains SmolLM2
 at ~80 tokens/s; short is enough for the adapter to beat the base model on held-out writing.
@@ -11,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import psycopg
 import pytest
 import yaml
 
+from support.processes import run_twin
 from support.twin_cli import SAMPLE_PROFILE, TwinRun
 from twin.adapters.mlflow_store import MlflowStore
 from twin.adapters.pgvector_store import PgFeatureStore
@@ -71,7 +70,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def twin(seeded: str, home: Path) -> Callable[..., TwinRun]:
     env = {
-        **os.environ,
         "TWIN_DATABASE__DSN": seeded,
         "TWIN_HOME": str(home),
         "TWIN_TRAINING__MAX_STEPS": "8",
@@ -82,15 +80,7 @@ def twin(seeded: str, home: Path) -> Callable[..., TwinRun]:
     }
 
     def run(*args: str, extra: dict[str, str] | None = None, timeout: float = 800) -> TwinRun:
-        proc = subprocess.run(
-            [sys.executable, "-m", "twin.cli", *args],
-            env={**env, **(extra or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=home,
-            check=False,
-        )
+        proc = run_twin(*args, env={**env, **(extra or {})}, cwd=home, timeout=timeout)
         return TwinRun(proc.returncode, proc.stdout, proc.stderr)
 
     return run
@@ -150,6 +140,7 @@ def test_the_mlflow_run_holds_metrics_artifacts_and_lineage(
     # Lineage: every sample of the dataset version resolves to a stored document and its hash.
     dataset = store.load_dataset(run.data.tags["twin.dataset_run_id"])
     assert dataset.version == first["dataset_version"]
+    assert store.trained_dataset(store.version(PROFILE, 1)) == dataset
     with psycopg.connect(seeded) as conn:
         stored = dict(
             conn.execute(
@@ -238,6 +229,29 @@ def test_bad_configuration_is_a_clear_error_and_registers_nothing(
     assert len(store.client.search_runs([store.experiment_id(name)])) == runs
 
 
+def test_mlflow_meets_the_registry_contract(tmp_path: Path) -> None:
+    """The port on real MLflow (SQLite, local artifacts), call by call: the same contract the unit
+    tests' fake registry meets (``support.fake_registry``)."""
+    from support.fake_registry import check_registry_contract
+    from twin.domain.dataset import DatasetConfig, build_dataset
+    from twin.domain.instructions import OfflineInstructions
+
+    dataset = build_dataset(
+        "alice",  # the sample documents' profile; this MLflow is the test's own
+        "Alice Moreau",
+        [d for _, d in demo_documents()],
+        generator=OfflineInstructions(),
+        count_tokens=lambda t: len(t.split()),
+        config=DatasetConfig(),
+    )
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 4}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 32)
+    registry = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "artifacts").as_uri())
+    check_registry_contract(registry, dataset, adapter, tmp_path / "scratch")
+
+
 def test_fsdp_configuration_is_built_for_the_real_architecture() -> None:
     """FSDP runs only on GPUs (Ray refuses it on CPU), so here the configuration is what is checked:
     one shard unit per decoder layer of the real model, original parameters kept for LoRA."""
@@ -268,14 +282,17 @@ def test_fsdp_configuration_is_built_for_the_real_architecture() -> None:
 def test_two_workers_train_data_parallel_and_rank_0_saves_the_adapter(tmp_path: Path) -> None:
     """The multi-worker path of a GPU cluster, on two CPU workers (DDP over gloo): every worker
     takes its share of each global batch, gradients are averaged, rank 0 writes the adapter."""
+    from functools import partial
+
     import ray
 
+    from twin import wiring
     from twin.domain.dataset import DatasetConfig, build_dataset
     from twin.domain.instructions import OfflineInstructions
     from twin.domain.training import TrainingPlan
     from twin.settings import Settings
+    from twin.training.launch import fit
     from twin.training.lora import LoopConfig
-    from twin.training.pipeline import _fit
 
     docs = [d for _, d in demo_documents()]
     train = build_dataset(
@@ -290,7 +307,7 @@ def test_two_workers_train_data_parallel_and_rank_0_saves_the_adapter(tmp_path: 
     plan = TrainingPlan(2, False, "ddp", "float32", quantize_4bit=False, gradient_checkpointing=False)
     config = LoopConfig(
         base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-        model_cache_dir=str(settings.training.model_cache_dir),
+        resolve_model=partial(wiring.base_model_path, settings),
         owner="Alice",
         samples=[s.to_json() for s in train],
         plan=plan.to_json(),
@@ -306,10 +323,17 @@ def test_two_workers_train_data_parallel_and_rank_0_saves_the_adapter(tmp_path: 
         warmup_ratio=0.0,
         max_steps=2,
         extra={"run_key": "ddp-test"},
-    ).to_dict()
+    )
     steps: list[int] = []
+    wiring.ensure_ray(settings)
     try:
-        result = _fit(config, plan, settings, lambda step, total, loss: steps.append(step))
+        result = fit(
+            config,
+            plan,
+            cpus=1,
+            results_dir=tmp_path / "ray_results",
+            on_step=lambda step, total, loss: steps.append(step),
+        )
     finally:
         ray.shutdown()
     assert result.metrics["steps"] == 2 and result.metrics["workers"] == 2

@@ -1,22 +1,18 @@
-"""Helpers for feature-pipeline tests: run ``twin features`` as a process, wait, compare to a rebuild."""
+"""Helpers for feature-pipeline tests: run ``twin features`` as a process, compare to a rebuild."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from support.processes import TwinProcess, start_twin
 from twin.adapters.embedders import SentenceTransformerEmbedder
 from twin.adapters.postgres import PostgresDocumentStore, connect
 from twin.domain.chunking import ChunkPolicy, chunk_document
@@ -24,49 +20,9 @@ from twin.domain.cleaning import clean_document
 from twin.domain.documents import Category, ExtractedDocument, Platform, RawDocument
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 180.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-@dataclass
-class FeaturesProcess:
-    proc: subprocess.Popen[str]
-    log: Path
-
-    def stop(self, timeout: float = 90) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-
-    def kill9(self) -> None:
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-5000:]
-
-
-def start_features(env: dict[str, str], workdir: Path, *args: str) -> FeaturesProcess:
-    log = workdir / f"features-{uuid.uuid4().hex[:6]}.log"
-    handle = log.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twin.cli", "features", *args],
-        env={**os.environ, **env},
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=workdir,
-    )
-    return FeaturesProcess(proc, log)
+def start_features(env: dict[str, str], workdir: Path, *args: str) -> TwinProcess:
+    """``twin features ARGS`` as a process of its own (Debezium's JVM is one per process)."""
+    return start_twin("features", *args, env=env, workdir=workdir)
 
 
 def feature_state(conn: psycopg.Connection[Any]) -> dict[uuid.UUID, tuple[str, list[str]]]:
@@ -88,6 +44,25 @@ def feature_state(conn: psycopg.Connection[Any]) -> dict[uuid.UUID, tuple[str, l
             assert has_vector
             entry[1].append(text)
     return state
+
+
+def assert_vectors_match_rebuild(
+    conn: psycopg.Connection[Any], embedder: SentenceTransformerEmbedder
+) -> None:
+    """Every stored chunk's vector equals the model's embedding of its text, computed afresh here
+    (cosine within 1e-3: batch padding moves the last digits). Texts alone would not catch a
+    vector stored for the wrong chunk, a stale vector after an update, or a wrong model."""
+    rows = conn.execute(
+        "SELECT document_id, position, text, embedding::real[] FROM chunks ORDER BY 1, 2"
+    ).fetchall()
+    conn.commit()
+    assert rows, "no chunks stored"
+    fresh = embedder.embed([text for _, _, text, _ in rows])
+    for (doc_id, position, _, stored), expected in zip(rows, fresh, strict=True):
+        cosine = sum(a * b for a, b in zip(stored, expected, strict=True))
+        assert cosine > 0.999, (
+            f"chunk {doc_id}#{position}: stored vector is not its text's (cosine {cosine:.4f})"
+        )
 
 
 def rebuild_state(

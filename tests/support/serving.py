@@ -1,5 +1,6 @@
-"""Helpers for serving tests: the sample owner's writing embedded in the real feature store, real
-PEFT adapters registered in a real MLflow registry, and ``twin serve`` as a subprocess.
+"""Helpers for serving tests and the serving benchmark: the sample owner's writing embedded in the
+real feature store, real PEFT adapters registered in a real MLflow registry, and ``twin serve`` as
+a subprocess (through :mod:`support.processes`, the one process-lifecycle helper).
 
 Adapters here are made with peft directly (``init_lora_weights=False``: random, non-zero weights,
 so their outputs differ from the base model's and from each other) rather than trained: serving
@@ -12,16 +13,16 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 
+from support.processes import TwinProcess, run_twin, start_twin, wait_for
 from twin.adapters.embedders import SentenceTransformerEmbedder
 from twin.adapters.mlflow_store import MlflowStore
 from twin.adapters.pgvector_store import PgFeatureStore
@@ -29,8 +30,10 @@ from twin.adapters.postgres import connect, migrate
 from twin.demo.corpus import demo_documents
 from twin.domain.chunking import chunk_document
 from twin.domain.features import CleanedDocument, EmbeddedChunk
+from twin.ports import ModelRegistry
 
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+KEY = "test-key-alice"  # the API key of the shared test servers (support.serving_servers)
 
 
 def embed_documents(dsn: str, docs: list[CleanedDocument]) -> int:
@@ -94,26 +97,19 @@ def make_adapter(model_path: str, out: Path, seed: int, rank: int = 8) -> Path:
     return out
 
 
-def register(store: MlflowStore, profile: str, adapter: Path, *, alias: str | None = None) -> int:
+def local_registry(home: Path) -> MlflowStore:
+    """The registry ``twin`` uses with ``TWIN_HOME=home`` and no tracking URI (SQLite under it)."""
+    (home / "mlflow").mkdir(parents=True, exist_ok=True)
+    return MlflowStore(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}", (home / "mlflow" / "artifacts").as_uri())
+
+
+def register(registry: ModelRegistry, profile: str, adapter: Path, *, alias: str | None = None) -> int:
     """Register ``adapter`` as a new version of the profile's model, the way training does."""
     key = f"tr-test-{uuid.uuid4().hex[:8]}"
-    with store.training_run(profile, key, {"twin.dataset_version": "ds-test"}) as run_id:
-        store.log_artifacts(run_id, adapter, "adapter")
-        info = store.register_adapter(
-            profile, run_id, {"base_model": BASE_MODEL, "dataset_version": "ds-test"}
-        )
-        store.set_tags(run_id, {"twin.model_version": info.version})
-    if alias:
-        store.set_alias(profile, alias, info.version)
-    return info.version
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    with registry.training_run(profile, key, params={}, tags={"twin.dataset_version": "ds-test"}) as run:
+        run.log_adapter(adapter)
+    figures = {"base_model": BASE_MODEL, "dataset_version": "ds-test"}
+    return registry.register(profile, run.run_id, figures, aliases=[alias] if alias else []).version
 
 
 def kill_orphaned_vllm() -> None:
@@ -127,73 +123,69 @@ def kill_orphaned_vllm() -> None:
 
 @dataclasses.dataclass
 class Server:
+    """A running ``twin serve``: its URL and the settings (environment) it was started with."""
+
     url: str
     env: dict[str, str]
-    proc: subprocess.Popen[str]
-    log: Path
+    process: TwinProcess
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
+        return self.process.output()
+
+    def twin(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """The ``twin`` CLI with this server's settings (its database, home and registry)."""
+        key = {"TWIN_API_KEY": self.env.get("TWIN_TEST_KEY", "")}
+        return run_twin(*args, env={**self.env, **key}, timeout=timeout)
 
 
-def twin_cli(server: Server, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The ``twin`` CLI with the server's settings (its database, home and registry)."""
-    return subprocess.run(
-        [sys.executable, "-m", "twin.cli", *args],
-        env={**os.environ, **server.env, "TWIN_API_KEY": server.env.get("TWIN_TEST_KEY", "")},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+@dataclasses.dataclass
+class Served:
+    """A shared test server of one engine (:mod:`support.serving_servers`) and what tests need to
+    know about it."""
+
+    engine: str
+    server: Server
+    versions: dict[str, int]  # "v1" (the champion when the server starts), "v2"
+    log_prompts: bool
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self, api_key: str = KEY, **options: Any) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=f"{self.url}/v1", api_key=api_key, **{"timeout": 300, "max_retries": 0, **options}
+        )
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @contextmanager
 def twin_server(
-    profile_file: Path, env: dict[str, str], workdir: Path, port: int, *, timeout: float = 420
+    profile_file: Path, env: Mapping[str, str], workdir: Path, port: int, *, timeout: float = 420
 ) -> Iterator[Server]:
-    log = workdir / f"serve-{port}.log"
-    handle = log.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twin.cli", "serve", "-p", str(profile_file), "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=workdir,
-    )
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url, env, proc, log)
+    """``twin serve`` on ``port`` until the block ends (SIGTERM, as Kubernetes stops it)."""
+    process = start_twin("serve", "-p", str(profile_file), "--port", str(port), env=env, workdir=workdir)
+    server = Server(f"http://127.0.0.1:{port}", dict(env), process)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"twin serve exited with {proc.returncode}:\n{server.output()}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"twin serve not ready after {timeout:.0f}s:\n{server.output()}")
-            time.sleep(1)
+
+        def up() -> bool:
+            if not process.running():
+                raise RuntimeError(f"twin serve exited with {process.proc.returncode}:\n{server.output()}")
+            return _ready(server.url)
+
+        try:
+            wait_for(up, timeout, "twin serve to be ready")
+        except AssertionError as exc:  # the timeout: say what the server printed
+            raise AssertionError(f"{exc}\n{server.output()}") from exc
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(30)
-        handle.close()
-        kill_orphaned_vllm()
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        try:
+            process.stop()
+        finally:
+            kill_orphaned_vllm()

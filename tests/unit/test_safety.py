@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from twin.crawler.safety import AddressGuard, abort_browser_request, configure_browser_guard
+from twin.adapters.address_guard import AddressGuard
+from twin.crawler.safety import abort_browser_request, configure_browser_guard
 from twin.domain.errors import BlockedTarget
 
 
@@ -59,7 +60,7 @@ class _BrowserRequest:
 
 
 def test_browser_sub_requests_are_guarded_too() -> None:
-    configure_browser_guard(["127.0.0.1/32"])
+    configure_browser_guard(AddressGuard(["127.0.0.1/32"]))
     assert abort_browser_request(_BrowserRequest("http://127.0.0.1:1/app.js", "script")) is False
     assert abort_browser_request(_BrowserRequest("http://169.254.169.254/", "xhr")) is True
     assert abort_browser_request(_BrowserRequest("http://127.0.0.1:1/logo.png", "image")) is True

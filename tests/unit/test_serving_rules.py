@@ -10,11 +10,11 @@ from pydantic import ValidationError
 
 from twin.domain.documents import Category, Platform
 from twin.domain.features import RetrievalHit
-from twin.domain.generation import GenerationParams, StopTrimmer
+from twin.domain.generation import GenerationParams, Selector, StopTrimmer
+from twin.domain.links import find_links
 from twin.domain.prompts import Source, Target, citations_block, detect_target, grounded_system_prompt
-from twin.serving.links import find_links
-from twin.serving.rag import expand_queries, mmr
-from twin.serving.registry import Selector, parse_model_id
+from twin.serving.grounding import expand_queries, mmr
+from twin.serving.registry import parse_model_id
 from twin.serving.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, error_body
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -49,6 +49,7 @@ def test_chat_requests_are_validated() -> None:
         {"max_tokens": 0},
         {"twin": {"target": "poem"}},
         {"twin": {"surprise": True}},
+        {"twin": {"inline_citations": "maybe"}},
     ):
         with pytest.raises(ValidationError):
             chat(**bad)

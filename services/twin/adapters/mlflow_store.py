@@ -7,14 +7,17 @@ Layout (one experiment per profile, ``twin/<profile>``):
   raw content hash, URL), ``dataset/documents.json`` (the (id, hash) pairs it was built from) and
   ``dataset/stats.json``. Building the same version again finds this run instead of writing another;
 - a **training run** per run key (tag ``twin.kind=train``, ``twin.run_key``): params, metrics every
-  N steps, the dataset version as its input (``log_inputs``), the adapter under ``adapter/``,
-  evaluation under ``eval/``, system info as tags;
+  N steps, the dataset version as its input (``log_inputs``, and tag ``twin.dataset_run_id``), the
+  adapter under ``adapter/``, evaluation under ``eval/``, system info as tags, and once registered
+  ``twin.model_version`` (a finished run with that tag is what makes retraining a no-op);
 - the **registered model** ``twin-<profile>``: one version per trained adapter (source
   ``runs:/<run>/adapter``), tagged with the dataset version, base model and metrics; aliases
   ``candidate`` (the newest) and ``champion`` (what serving loads).
 
 ``tracking_uri`` is ``sqlite:///…`` in the embedded runtime and the MLflow server's URL on a
-cluster; nothing connects until a method is called.
+cluster; nothing connects until a method is called. :class:`MlflowStore` implements the port
+:class:`twin.ports.ModelRegistry`; the names it files things under (and :class:`ModelVersionInfo`)
+come from :mod:`twin.domain.registry` and are re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -23,57 +26,48 @@ import contextlib
 import json
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from twin.adapters.mlflow_runs import MlflowTrainingRun, RunMetricWriter, log_params, now_ms
 from twin.domain.dataset import Dataset, DatasetStats, Sample, Split
 from twin.domain.errors import DependencyNotReady, InvalidSpec
+from twin.domain.registry import (
+    CANDIDATE,
+    CHAMPION,
+    ModelVersionInfo,
+    TrainedRun,
+    experiment_name,
+    model_name,
+)
+
+__all__ = [
+    "CANDIDATE",
+    "CHAMPION",
+    "MlflowStore",
+    "MlflowTrainingRun",
+    "ModelVersionInfo",
+    "RunMetricWriter",
+    "experiment_name",
+    "model_name",
+]
 
 KIND_TAG = "twin.kind"
 DATASET_TAG = "twin.dataset_version"
+DATASET_RUN_TAG = "twin.dataset_run_id"
 RUN_KEY_TAG = "twin.run_key"
 PROFILE_TAG = "twin.profile"
+MODEL_VERSION_TAG = "twin.model_version"
 _FINISHED = "attributes.status = 'FINISHED'"
-CANDIDATE = "candidate"
-CHAMPION = "champion"
-
-
-def model_name(profile: str) -> str:
-    return f"twin-{profile}"
-
-
-def experiment_name(profile: str) -> str:
-    return f"twin/{profile}"
-
-
-@dataclass(frozen=True)
-class ModelVersionInfo:
-    """One registered adapter version, as the registry and serving see it."""
-
-    profile: str
-    version: int
-    run_id: str
-    source: str
-    aliases: tuple[str, ...]
-    tags: dict[str, str]
-
-    @property
-    def base_model(self) -> str:
-        return self.tags.get("base_model", "")
-
-    @property
-    def dataset_version(self) -> str:
-        return self.tags.get("dataset_version", "")
-
-    def metric(self, name: str) -> float | None:
-        value = self.tags.get(name)
-        return float(value) if value not in (None, "") else None
 
 
 class MlflowStore:
+    """The model registry on MLflow (port :class:`twin.ports.ModelRegistry`), plus the raw client
+    and a few MLflow-only lookups (``experiment_id``, ``metric_history``) for tests and tools."""
+
     def __init__(self, tracking_uri: str, artifact_root: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
@@ -141,9 +135,7 @@ class MlflowStore:
         )
         run_id = str(run.info.run_id)
         try:
-            from mlflow.entities import Param
-
-            client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())])
+            log_params(client, run_id, params)
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp)
                 for split in Split:
@@ -156,7 +148,7 @@ class MlflowStore:
             from mlflow.entities import Metric
 
             stats = dataset.stats
-            now = _now_ms()
+            now = now_ms()
             client.log_batch(
                 run_id,
                 metrics=[
@@ -199,7 +191,11 @@ class MlflowStore:
             documents=documents,
         )
 
-    def dataset_input(self, run_id: str, dataset_run_id: str, dataset: Dataset) -> None:
+    def trained_dataset(self, info: ModelVersionInfo) -> Dataset:
+        """The dataset version ``info``'s training run recorded as its input."""
+        return self.load_dataset(self.client.get_run(info.run_id).data.tags[DATASET_RUN_TAG])
+
+    def _dataset_input(self, run_id: str, dataset_run_id: str, dataset: Dataset) -> None:
         """Record ``dataset`` as the training run's input (MLflow's dataset lineage)."""
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
@@ -218,66 +214,70 @@ class MlflowStore:
 
     # ------------------------------------------------------------------------------ training
 
-    def find_training_run(self, profile: str, run_key: str) -> Any | None:
+    def find_training_run(self, profile: str, run_key: str) -> TrainedRun | None:
         """The finished training run with ``run_key`` that registered an adapter, if any."""
         for run in self._search(
             profile,
             f"tags.`{KIND_TAG}` = 'train' AND tags.`{RUN_KEY_TAG}` = '{run_key}' AND {_FINISHED}",
         ):
-            if run.data.tags.get("twin.model_version"):
-                return run
+            version = run.data.tags.get(MODEL_VERSION_TAG)
+            if version:
+                metrics = {k: float(v) for k, v in run.data.metrics.items()}
+                return TrainedRun(str(run.info.run_id), int(version), metrics)
         return None
 
     @contextmanager
-    def training_run(self, profile: str, run_key: str, tags: Mapping[str, str]) -> Iterator[str]:
-        """A training run that ends FINISHED when the block completes and FAILED when it raises."""
+    def training_run(
+        self,
+        profile: str,
+        run_key: str,
+        *,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        dataset: Dataset | None = None,
+        dataset_id: str | None = None,
+    ) -> Iterator[MlflowTrainingRun]:
+        """A training run that ends FINISHED when the block completes and FAILED when it raises;
+        the dataset version (when given) is its input and tagged (``twin.dataset_run_id`` is how
+        :meth:`trained_dataset` finds it again)."""
         client = self.client
+        lineage = (
+            {DATASET_TAG: dataset.version, DATASET_RUN_TAG: dataset_id} if dataset and dataset_id else {}
+        )
         run = client.create_run(
             self.experiment_id(profile),
             run_name=f"train-{run_key}",
-            tags={KIND_TAG: "train", RUN_KEY_TAG: run_key, PROFILE_TAG: profile, **tags},
+            tags={KIND_TAG: "train", RUN_KEY_TAG: run_key, PROFILE_TAG: profile, **lineage, **tags},
         )
-        run_id = str(run.info.run_id)
+        handle = MlflowTrainingRun(client, self.tracking_uri, str(run.info.run_id))
         try:
-            yield run_id
+            log_params(client, handle.run_id, params)
+            if dataset is not None and dataset_id:
+                self._dataset_input(handle.run_id, dataset_id, dataset)
+            yield handle
         except BaseException:
-            client.set_terminated(run_id, status="FAILED")
+            client.set_terminated(handle.run_id, status="FAILED")
             raise
-        client.set_terminated(run_id)
+        client.set_terminated(handle.run_id)
 
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100])
-
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        from mlflow.entities import Metric
-
-        now = _now_ms()
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
-
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-    def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
-        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
-
-    def log_json(self, run_id: str, data: Any, artifact_file: str) -> None:
-        self.client.log_text(
-            run_id, json.dumps(data, indent=2, ensure_ascii=False, default=str), artifact_file
-        )
+    def download_run_adapter(self, run_id: str, dest: Path) -> Path:
+        """The run's ``adapter/`` artifacts, downloaded under ``dest`` (a no-op copy for local files)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, "adapter", str(dest)))
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(int(m.step), float(m.value)) for m in self.client.get_metric_history(run_id, key)]
 
     # ------------------------------------------------------------------------------ registry
 
-    def register_adapter(self, profile: str, run_id: str, tags: Mapping[str, Any]) -> ModelVersionInfo:
-        """A new version of ``twin-<profile>`` from the run's ``adapter/`` artifacts."""
+    def model_name(self, profile: str) -> str:
+        return model_name(profile)
+
+    def register(
+        self, profile: str, run_id: str, figures: Mapping[str, Any], *, aliases: Sequence[str] = ()
+    ) -> ModelVersionInfo:
+        """A new version of ``twin-<profile>`` from the run's ``adapter/`` artifacts, tagged with
+        ``figures``; ``aliases`` point at it, and the run is tagged with the version."""
         from mlflow.exceptions import MlflowException
 
         name = model_name(profile)
@@ -290,9 +290,13 @@ class MlflowStore:
                     name, description=f"LoRA adapters in the voice of profile {profile!r} (LLM Twin)"
                 )
         mv = client.create_model_version(
-            name, f"runs:/{run_id}/adapter", run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+            name, f"runs:/{run_id}/adapter", run_id=run_id, tags={k: str(v) for k, v in figures.items()}
         )
-        return self._info(profile, mv)
+        info = self._info(profile, mv)
+        for alias in aliases:
+            self.set_alias(profile, alias, info.version)
+        client.set_tag(run_id, MODEL_VERSION_TAG, str(info.version))
+        return replace(info, aliases=tuple(aliases))
 
     def _info(self, profile: str, mv: Any) -> ModelVersionInfo:
         return ModelVersionInfo(
@@ -339,8 +343,15 @@ class MlflowStore:
             return None
         return self._info(profile, mv)
 
-    def set_alias(self, profile: str, alias: str, version: int) -> None:
+    def champion(self, profile: str) -> ModelVersionInfo | None:
+        return self.by_alias(profile, CHAMPION)
+
+    def set_alias(
+        self, profile: str, alias: str, version: int, *, tags: Mapping[str, Any] | None = None
+    ) -> None:
         self.client.set_registered_model_alias(model_name(profile), alias, str(version))
+        if tags:
+            self.tag_version(profile, version, tags)
 
     def tag_version(self, profile: str, version: int, tags: Mapping[str, Any]) -> None:
         for k, v in tags.items():
@@ -348,11 +359,4 @@ class MlflowStore:
 
     def download_adapter(self, info: ModelVersionInfo, dest: Path) -> Path:
         """The version's adapter directory, downloaded under ``dest`` (a no-op copy for local files)."""
-        dest.mkdir(parents=True, exist_ok=True)
-        return Path(self.client.download_artifacts(info.run_id, "adapter", str(dest)))
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
+        return self.download_run_adapter(info.run_id, dest)

@@ -5,8 +5,13 @@
   owner's own text) it asks the teacher for the one instruction that would produce it. Requests run
   a few at a time, each retried with backoff on connection errors, timeouts, 429 and 5xx; a reply
   that is empty or absurdly long is replaced by the offline template's instruction for that sample
-  (and counted), so one bad reply never sinks a dataset build.
+  and counted (``fallbacks``, logged with the dataset version as ``generator.fallbacks``), so one
+  bad reply never sinks a dataset build and a teacher that never answers usefully is visible.
 - :class:`Judge` rates how likely a generated text is to be by the author of a reference text, 1-10.
+  Two worked examples precede the question as earlier chat turns: without them a small model
+  (SmolLM2-135M) continued the texts instead of rating them, with them it answers with a number,
+  and a large judge is anchored on both ends of the scale. The rating is the first number 1-10 in
+  the reply.
 
 Temperature 0 and a fixed seed make both as repeatable as the endpoint allows; the dataset version
 id covers the teacher's model and prompt version, not its replies.
@@ -15,6 +20,7 @@ id covers the teacher's model and prompt version, not its replies.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,6 +41,16 @@ _JUDGE_SYSTEM = (
     "You compare writing styles. Given a reference text by an author and a candidate text, rate from 1 "
     "to 10 how likely it is that the same author wrote the candidate, judging voice and style only "
     "(sentence rhythm, word choice, tone), not topic or quality. Reply with the number only."
+)
+_JUDGE_QUESTION = (
+    "On a scale of 1 to 10, how likely is it that the author of the reference wrote the candidate? "
+    "Reply with one number from 1 to 10."
+)
+_SHOT_REFERENCE = "We shipped it on Friday. Nobody died. Write the runbook before you need it."
+# (candidate, rating): one plainly by someone else, one plainly in the reference's voice.
+_JUDGE_SHOTS = (
+    ("The quarterly synergies were leveraged holistically across all stakeholder verticals.", "2"),
+    ("We fixed it on Monday. Nobody noticed. Test the restore before you need it.", "9"),
 )
 _MAX_INSTRUCTION_CHARS = 600
 _NUMBER = re.compile(r"\b(10|[1-9])(?:\.\d+)?\b")
@@ -64,21 +80,26 @@ class _Endpoint:
         stop=stop_after_attempt(4),
         reraise=True,
     )
-    def ask(self, system: str, user: str, max_tokens: int) -> str:
+    def ask(self, messages: list[dict[str, str]], max_tokens: int) -> str:
         reply = self._client.chat.completions.create(
             model=self.model,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+            messages=messages,  # type: ignore[arg-type]
             temperature=0.0,
             max_tokens=max_tokens,
             seed=0,
         )
         return (reply.choices[0].message.content or "").strip()
 
-    def call(self, system: str, user: str, max_tokens: int) -> str:
+    def call(self, system: str, user: str, max_tokens: int, shots: Sequence[tuple[str, str]] = ()) -> str:
+        """One reply to ``user`` after ``system`` and the example (user, assistant) turns ``shots``."""
         import openai
 
+        messages = [{"role": "system", "content": system}]
+        for question, answer in shots:
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": user})
         try:
-            return self.ask(system, user, max_tokens)
+            return self.ask(messages, max_tokens)
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise DependencyNotReady(f"the LLM endpoint {self.base_url} is not reachable: {exc}") from exc
 
@@ -102,7 +123,9 @@ class TeacherInstructions:
         self._concurrency = concurrency
         self._max_tokens = max_tokens
         self._fallback = OfflineInstructions()
-        self.fallbacks = 0
+        self._lock = threading.Lock()  # replies arrive on several threads
+        self.replies = 0
+        self.fallbacks = 0  # replies replaced by the offline template
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "model": self._endpoint.model, "prompt": TEACHER_PROMPT_VERSION}
@@ -113,11 +136,14 @@ class TeacherInstructions:
             f"Author: {owner}\nPlatform: {doc.platform.value}\nKind: {doc.category.value}\n"
             f"Title: {doc.title}\n\nText:\n{seed.text[:6000]}"
         )
-        reply = self._endpoint.call(_TEACHER_SYSTEM, user, max_tokens=self._max_tokens).strip().strip('"')
-        if not reply or len(reply) > _MAX_INSTRUCTION_CHARS:
-            self.fallbacks += 1
-            return self._fallback.instructions([seed], owner)[0]
-        return reply
+        instruction = usable_instruction(
+            self._endpoint.call(_TEACHER_SYSTEM, user, max_tokens=self._max_tokens)
+        )
+        with self._lock:
+            self.replies += 1
+            if instruction is None:
+                self.fallbacks += 1
+        return instruction if instruction is not None else self._fallback.instructions([seed], owner)[0]
 
     def instructions(self, seeds: Sequence[Seed], owner: str) -> list[str]:
         with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="teacher") as pool:
@@ -141,12 +167,9 @@ class Judge:
 
     def rate(self, reference: str, candidate: str) -> float | None:
         reply = self._endpoint.call(
-            _JUDGE_SYSTEM,
-            f"Reference:\n{reference[:4000]}\n\nCandidate:\n{candidate[:4000]}",
-            max_tokens=self._max_tokens,
+            _JUDGE_SYSTEM, judge_question(reference, candidate), max_tokens=self._max_tokens, shots=_shots()
         )
-        match = _NUMBER.search(reply)
-        return float(match.group(1)) if match else None
+        return parse_rating(reply)
 
     def score(self, references: Sequence[str], candidates: Sequence[str]) -> float | None:
         """Mean rating over the pairs the judge answered with a number (None when none did)."""
@@ -154,3 +177,23 @@ class Judge:
             r for r in (self.rate(a, b) for a, b in zip(references, candidates, strict=True)) if r is not None
         ]
         return sum(ratings) / len(ratings) if ratings else None
+
+
+def usable_instruction(reply: str) -> str | None:
+    """The teacher's reply as an instruction, or None when it is empty or absurdly long."""
+    instruction = reply.strip().strip('"')
+    return instruction if instruction and len(instruction) <= _MAX_INSTRUCTION_CHARS else None
+
+
+def judge_question(reference: str, candidate: str) -> str:
+    return f"Reference:\n{reference[:4000]}\n\nCandidate:\n{candidate[:4000]}\n\n{_JUDGE_QUESTION}"
+
+
+def _shots() -> list[tuple[str, str]]:
+    return [(judge_question(_SHOT_REFERENCE, candidate), rating) for candidate, rating in _JUDGE_SHOTS]
+
+
+def parse_rating(reply: str) -> float | None:
+    """The first whole number 1-10 in the judge's reply ("8", "Score: 8/10", "8."), else None."""
+    match = _NUMBER.search(reply)
+    return float(match.group(1)) if match else None

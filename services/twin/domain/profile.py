@@ -35,11 +35,22 @@ class _Spec(BaseModel):
 class SourceSpec(_Spec):
     """One place the owner publishes: a profile, publication, repository or any page."""
 
-    url: str = Field(min_length=1, max_length=2048)
-    # Needed only where the host does not say (custom domains, GitHub Enterprise, test fixtures).
-    platform: Platform | None = None
-    # Per-source cap on stored items; the crawl-wide cap still applies.
-    max_items: int | None = Field(default=None, ge=1, le=100_000)
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="The source's address; validated when crawled, so a bad one fails only its own source.",
+    )
+    platform: Platform | None = Field(
+        default=None,
+        description="Needed only where the host does not say (custom domains, GitHub Enterprise, test "
+        "fixtures); unset: guessed from the URL.",
+    )
+    max_items: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Per-source cap on stored items; the crawl-wide cap still applies.",
+    )
 
     def resolved_platform(self) -> Platform:
         return self.platform or guess_platform(self.url)
@@ -50,58 +61,114 @@ class SourceSpec(_Spec):
 
 
 class OwnerSpec(_Spec):
-    display_name: str = Field(min_length=1, max_length=200)
-    # How the owner signs their writing; used to keep the owner's own items where a platform
-    # lists other people's too (reposts, co-authored articles).
-    aliases: list[str] = Field(default_factory=list)
+    """The person the twin writes as."""
+
+    display_name: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The owner's name, as the prompts the twin is trained and served with say it.",
+    )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="How the owner signs their writing; keeps the owner's own items where a platform "
+        "lists other people's too (reposts, co-authored articles).",
+    )
 
 
 class CrawlSpec(_Spec):
-    # Standard five-field cron expression for the operator's CronJob; None means on spec change only.
-    schedule: str | None = None
-    max_items: int = Field(default=500, ge=1, le=100_000)
+    """When and how much to crawl."""
+
+    schedule: str | None = Field(
+        default=None,
+        description="A standard five-field cron expression for the operator's CronJob; unset: crawl on "
+        "spec change only.",
+    )
+    max_items: int = Field(default=500, ge=1, le=100_000, description="Items stored per crawl, all sources.")
 
 
 class LoraSpec(_Spec):
-    rank: int = Field(default=16, ge=1, le=1024)
-    alpha: int = Field(default=32, ge=1)
-    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """The LoRA adapter trained on top of the frozen base model."""
+
+    rank: int = Field(default=16, ge=1, le=1024, description="The adapter's rank (r).")
+    alpha: int = Field(default=32, ge=1, description="LoRA alpha: the update is scaled by alpha / rank.")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the adapter's input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="The base model's modules that get an adapter.",
+    )
 
 
 class TrainingSpec(_Spec):
     """LoRA fine-tuning of ``baseModel`` on the owner's writing (see ``twin.domain.training``)."""
 
-    lora: LoraSpec = Field(default_factory=LoraSpec)
-    learning_rate: float = Field(default=2e-4, gt=0.0, lt=1.0)
-    epochs: float = Field(default=3.0, gt=0.0, le=100.0)
-    # Tokens per sample, prompt included (longer samples lose the end of their response).
-    max_length: int = Field(default=512, ge=16, le=131_072)
-    batch_size: int = Field(default=8, ge=1, le=1024)  # per worker
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
-    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
-    # GPUs for the run: one Ray Train worker per GPU. 0, or none in the cluster: one CPU worker.
-    gpus: int = Field(default=1, ge=0, le=64)
-    # ddp: a model copy per GPU; fsdp: the base model sharded across GPUs (for models too large for one).
-    strategy: Literal["ddp", "fsdp"] = "ddp"
-    # auto: QLoRA (4-bit base) when a GPU and bitsandbytes are present; 4bit: require it; none: never.
-    quantization: Literal["auto", "none", "4bit"] = "auto"
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="The adapter's shape.")
+    learning_rate: float = Field(
+        default=2e-4, gt=0.0, lt=1.0, description="The optimizer's peak learning rate."
+    )
+    epochs: float = Field(default=3.0, gt=0.0, le=100.0, description="Passes over the training samples.")
+    max_length: int = Field(
+        default=512,
+        ge=16,
+        le=131_072,
+        description="Tokens per sample, prompt included (longer samples lose the end of their response).",
+    )
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Samples per batch, per worker.")
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, le=1024, description="Batches accumulated per optimizer step."
+    )
+    warmup_ratio: float = Field(
+        default=0.05, ge=0.0, lt=1.0, description="Share of the steps the learning rate warms up over."
+    )
+    gpus: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="GPUs for the run: one Ray Train worker per GPU. 0, or none in the cluster: one CPU "
+        "worker.",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="ddp: a model copy per GPU; fsdp: the base model sharded across GPUs (for models too "
+        "large for one).",
+    )
+    quantization: Literal["auto", "none", "4bit"] = Field(
+        default="auto",
+        description="auto: QLoRA (4-bit base) when a GPU and bitsandbytes are present; 4bit: require it; "
+        "none: never.",
+    )
 
 
 class ServingSpec(_Spec):
-    min_replicas: int = Field(default=1, ge=0, le=100)
-    max_replicas: int = Field(default=2, ge=1, le=100)
-    target_ongoing_requests: int = Field(default=8, ge=1, le=1024)
-    quantization: Literal["none", "fp8", "int8", "int4"] = "none"
+    """The endpoint's scale and weights; operational limits are in the serving settings."""
+
+    min_replicas: int = Field(
+        default=1, ge=0, le=100, description="Engine replicas kept running (0: scale to zero when idle)."
+    )
+    max_replicas: int = Field(default=2, ge=1, le=100, description="Engine replicas at most.")
+    target_ongoing_requests: int = Field(
+        default=8, ge=1, le=1024, description="Requests per replica the autoscaler aims at."
+    )
+    quantization: Literal["none", "fp8", "int8", "int4"] = Field(
+        default="none",
+        description="The engine's weight quantization (which modes exist depends on the engine and device).",
+    )
 
 
 class TwinProfileSpec(_Spec):
-    owner: OwnerSpec
-    sources: list[SourceSpec] = Field(min_length=1, max_length=200)
-    base_model: str = Field(default="HuggingFaceTB/SmolLM2-135M-Instruct", min_length=1)
-    crawl: CrawlSpec = Field(default_factory=CrawlSpec)
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    serving: ServingSpec = Field(default_factory=ServingSpec)
+    """What the owner wants: whose writing, where it is, and how the twin is trained and served."""
+
+    owner: OwnerSpec = Field(description="The person the twin writes as.")
+    sources: list[SourceSpec] = Field(
+        min_length=1, max_length=200, description="Where the owner publishes; each URL listed once."
+    )
+    base_model: str = Field(
+        default="HuggingFaceTB/SmolLM2-135M-Instruct",
+        min_length=1,
+        description="The model fine-tuned and served: a Hugging Face hub name or a local path.",
+    )
+    crawl: CrawlSpec = Field(default_factory=CrawlSpec, description="When and how much to crawl.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="LoRA fine-tuning.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="The endpoint's scale and weights.")
 
     @field_validator("sources")
     @classmethod
@@ -116,10 +183,12 @@ class TwinProfileSpec(_Spec):
 
 
 class ObjectMeta(BaseModel):
+    """The parts of Kubernetes' metadata the twin reads; the rest is kept as given."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str
-    namespace: str | None = None
+    name: str = Field(description="The profile's name: a lower-case RFC 1123 label, the profile key.")
+    namespace: str | None = Field(default=None, description="The profile's namespace (on a cluster).")
 
     @field_validator("name")
     @classmethod
@@ -134,10 +203,10 @@ class TwinProfile(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
-    api_version: Literal["llmtwin.dev/v1alpha1"]
-    kind: Literal["TwinProfile"]
-    metadata: ObjectMeta
-    spec: TwinProfileSpec
+    api_version: Literal["llmtwin.dev/v1alpha1"] = Field(description="The resource's API group and version.")
+    kind: Literal["TwinProfile"] = Field(description="The resource's kind.")
+    metadata: ObjectMeta = Field(description="The resource's name and namespace.")
+    spec: TwinProfileSpec = Field(description="What the owner wants.")
 
     @property
     def name(self) -> str:

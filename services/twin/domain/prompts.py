@@ -2,7 +2,9 @@
 
 The persona system prompt is the same in both. Serving adds, after it, what the target platform
 expects (a LinkedIn post, an article, an X thread, code) and the context retrieved from the owner's
-own writing, numbered so the answer can cite it; the sources are appended to every answer.
+own writing, numbered so the answer can cite it. The sources travel with every answer as data
+(``twin.citations``); :func:`citations_block` is their text form, appended to an answer only when
+the client asks and it fits (:func:`twin.domain.generation.footer_fits`).
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def grounded_system_prompt(owner: str, target: Target, sources: Sequence[Source]
 
 
 def citations_block(sources: Sequence[Source]) -> str:
-    """The sources appended to an answer's text, one line per distinct URL, numbered as in the prompt."""
+    """The sources as text (an inline ``Sources:`` block, or a terminal's), one line per distinct
+    URL, numbered as in the prompt."""
     if not sources:
         return ""
     lines, seen = [], set()

@@ -1,8 +1,9 @@
-"""Run the feature pipeline on the runtime the settings choose, until stopped (or idle).
+"""Run the feature pipeline until stopped (or idle), on whatever runtime the ports were built for.
 
 One process: the change feed (embedded Debezium or a Kafka consumer) calls the pipeline with
 batches; the embedder is a pool of Ray actors; SIGTERM/SIGINT stop the feed cleanly, after the
-batch in hand is written and its position committed.
+batch in hand is written and its position committed. Which feed, embedder and store is decided by
+the composition root (:func:`twin.wiring.feature_deps`); this module only runs the lifecycle.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from types import FrameType
 from typing import Any
 
 from twin.features.pipeline import BatchReport, FeaturePipeline
-from twin.ports import ChangeFeed
-from twin.settings import Settings
+from twin.ports import ChangeFeed, FeatureDeps
+from twin.settings import FeaturesSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,60 +55,23 @@ class FeaturesSummary:
         self.freshness_s.extend(report.freshness_s)
 
 
-def build_feed(settings: Settings, dsn: str) -> ChangeFeed:
-    f = settings.features
-    if f.runtime == "kafka":
-        from twin.adapters.kafka_feed import KafkaChangeFeed
-
-        return KafkaChangeFeed(
-            bootstrap=f.kafka_bootstrap,
-            topic=f.topic,
-            group_id=f.group_id,
-            max_batch=f.max_batch_events,
-        )
-    from twin.adapters.debezium_embedded import EmbeddedDebeziumFeed
-
-    return EmbeddedDebeziumFeed(
-        dsn,
-        settings.home / "debezium",
-        slot=f.slot_name,
-        publication=f.publication,
-        poll_interval_ms=f.poll_interval_ms,
-        max_batch_size=f.max_batch_events,
-    )
-
-
-def build_embedder(settings: Settings) -> Any:
-    from twin.features.embedding import RayEmbedder
-
-    f = settings.features
-    return RayEmbedder(
-        f.embedding_model,
-        workers=f.embed_workers,
-        batch_size=f.embed_batch_size,
-        address=f.ray_address,
-        num_cpus=f.ray_num_cpus,
-    )
-
-
 class FeatureService:
     """The consumer's lifecycle: (re)connect, consume, stop on a signal or when idle."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: FeaturesSettings,
+        deps: FeatureDeps,
         *,
         idle_exit_s: float | None = None,
         on_batch: Callable[[BatchReport, FeaturesSummary], None] | None = None,
         max_restarts: int = 20,
     ) -> None:
-        from twin.store import database_dsn
-
-        self.settings = settings
+        self.config = config
+        self.deps = deps
         self.idle_exit_s = idle_exit_s
         self.on_batch = on_batch
         self.max_restarts = max_restarts
-        self.dsn = database_dsn(settings)
         self.summary = FeaturesSummary()
         self.embedder: Any = None
         self._stopping = threading.Event()
@@ -138,9 +102,9 @@ class FeatureService:
         position, backing off exponentially, up to ``max_restarts`` failures in a row."""
         from twin.observability import serve_metrics
 
-        self.embedder = build_embedder(self.settings)
-        if self.settings.features.metrics_port:
-            serve_metrics(self.settings.features.metrics_port)
+        self.embedder = self.deps.embedder()
+        if self.config.metrics_port:
+            serve_metrics(self.config.metrics_port)
 
         def _signal(signum: int, frame: FrameType | None) -> None:
             self.stop()
@@ -175,10 +139,7 @@ class FeatureService:
     def _maintain_indexes(self) -> None:
         """Build the HNSW index of each partition that outgrew exact search, on its own connection
         (a concurrent build does not block the writers), every ``index_maintenance_interval_s``."""
-        from twin.adapters.pgvector_store import PgFeatureStore
-        from twin.adapters.postgres import connect
-
-        interval = self.settings.features.index_maintenance_interval_s
+        interval = self.config.index_maintenance_interval_s
         busy_before = self._busy_total
         while not self._stopping.wait(interval):
             # An HNSW build takes a core for tens of seconds: during a backfill (consumer busy more
@@ -188,8 +149,7 @@ class FeatureService:
             if busy > interval / 2:
                 continue
             try:
-                with connect(self.dsn) as conn:
-                    created = PgFeatureStore(conn).maintain_indexes()
+                created = self.deps.maintain_indexes()
                 if created:
                     log.info("built HNSW indexes: %s", ", ".join(created))
             except Exception as exc:  # retried next interval; retrieval stays exact meanwhile
@@ -216,19 +176,9 @@ class FeatureService:
             self._last_activity = time.monotonic()
 
     def _consume_once(self) -> None:
-        from twin.adapters.pgvector_store import PgFeatureStore
-        from twin.adapters.postgres import connect, migrate
-
-        f = self.settings.features
-        with connect(self.dsn, connect_timeout_s=self.settings.database.connect_timeout_s) as conn:
-            migrate(conn)
-            store: Any = PgFeatureStore(conn, dimension=self.embedder.dimension)
-            if f.runtime == "kafka":
-                from twin.adapters.kafka_feed import TopicDeadLetters
-
-                store = TopicDeadLetters(store, f.kafka_bootstrap, f.dead_letter_topic)
-            pipeline = FeaturePipeline(store, self.embedder, max_content_chars=f.max_content_chars)
-            feed = build_feed(self.settings, self.dsn)
+        with self.deps.store(self.embedder.dimension) as store:
+            pipeline = FeaturePipeline(store, self.embedder, max_content_chars=self.config.max_content_chars)
+            feed = self.deps.feed()
             self._feed = feed
             if self._stopping.is_set():
                 return
@@ -239,10 +189,11 @@ class FeatureService:
 
 
 def run_features(
-    settings: Settings,
+    config: FeaturesSettings,
+    deps: FeatureDeps,
     *,
     idle_exit_s: float | None = None,
     on_batch: Callable[[BatchReport, FeaturesSummary], None] | None = None,
 ) -> FeaturesSummary:
     """Consume changes into the feature store until a signal, or ``idle_exit_s`` without changes."""
-    return FeatureService(settings, idle_exit_s=idle_exit_s, on_batch=on_batch).run()
+    return FeatureService(config, deps, idle_exit_s=idle_exit_s, on_batch=on_batch).run()

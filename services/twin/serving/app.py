@@ -1,6 +1,12 @@
 """The Ray Serve application: an ingress deployment (FastAPI: the OpenAI API, auth, RAG, metrics,
 request log) in front of an engine deployment (the chat engine and its adapters).
 
+Both are built from plain configuration (the profile, :class:`~twin.settings.ServingSettings`) and
+the factories of :class:`twin.ports.ServingDeps` (made by :func:`twin.wiring.serving_deps`), which
+each replica calls where it runs: nothing here knows which technology sits behind a port. The
+ingress reaches the engine deployment through its handle, wrapped as
+:class:`twin.serving.service.EngineClient` (typed requests and events, no dicts).
+
 Both autoscale between ``spec.serving.minReplicas`` and ``maxReplicas`` on
 ``targetOngoingRequests``. Routes:
 
@@ -15,20 +21,27 @@ status 400 (not FastAPI's 422), 401, 404, 503...
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from twin.domain.generation import EngineStatus, GenerationEvent, GenerationRequest, ServedModels
 from twin.domain.profile import TwinProfile
+from twin.ports import ServingDeps
+from twin.serving import rendering
 from twin.serving.engine_server import EngineServer
 from twin.serving.schemas import (
+    ApiError,
     ChatCompletion,
     ChatCompletionRequest,
     Completion,
@@ -37,10 +50,11 @@ from twin.serving.schemas import (
     EmbeddingRequest,
     ErrorResponse,
     ModelList,
+    ReadyStatus,
     error_body,
 )
-from twin.serving.service import ApiError, TwinService
-from twin.settings import Settings
+from twin.serving.service import build_service
+from twin.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -95,43 +109,39 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 class _HandleEngine:
-    """The engine deployment behind a DeploymentHandle, as :class:`twin.serving.service.Engine`."""
+    """The engine deployment behind its Ray Serve handle, as a :class:`~twin.serving.service.EngineClient`
+    (the events cross the hop pickled, as the same typed values)."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    def generate(self, request: dict[str, Any]) -> Any:
-        return self._handle.options(stream=True).generate.remote(request)
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        return cast(
+            "AsyncIterator[GenerationEvent]", self._handle.options(stream=True).generate.remote(request)
+        )
 
-    async def models(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._handle.models.remote()
-        return result
+    async def models(self) -> ServedModels:
+        return cast(ServedModels, await self._handle.models.remote())
 
-    async def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._handle.status.remote()
-        return result
+    async def status(self) -> EngineStatus:
+        return cast(EngineStatus, await self._handle.status.remote())
 
 
-def _respond(result: dict[str, Any] | Any) -> Response:
-    if isinstance(result, dict):
-        return JSONResponse(result)
+def _respond(result: BaseModel | AsyncIterator[str]) -> Response:
+    if isinstance(result, BaseModel):
+        return JSONResponse(rendering.body(result))
     return StreamingResponse(result, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, engine: Any, profile: TwinProfile, settings: Settings, dsn: str) -> None:
-        self.service = TwinService(profile, settings, _HandleEngine(engine), dsn=dsn)
+    def __init__(self, engine: Any, profile: TwinProfile, config: ServingSettings, deps: ServingDeps) -> None:
+        self.service = build_service(profile, config, deps, _HandleEngine(engine))
         self.service.rag.warm_up()
-        self.max_bytes = settings.serving.max_request_bytes
 
     def _auth(self, route: str, model: str, credentials: HTTPAuthorizationCredentials | None) -> None:
         header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-        try:
-            self.service.authenticate(header)
-        except ApiError as exc:
-            self.service.failed(route, model, exc)
-            raise
+        self.service.authenticate(route, model, header)
 
     @api.post(
         "/v1/chat/completions",
@@ -154,21 +164,25 @@ class Ingress:
     @api.post("/v1/embeddings", response_model=EmbeddingList, responses=_ERRORS)
     async def embeddings(self, body: EmbeddingRequest, credentials: Credentials = None) -> Response:
         self._auth("embeddings", body.model, credentials)
-        return JSONResponse(await self.service.embeddings(body, uuid.uuid4().hex))
+        return _respond(await self.service.embeddings(body, uuid.uuid4().hex))
 
     @api.get("/v1/models", response_model=ModelList, responses=_ERRORS)
     async def models(self, credentials: Credentials = None) -> Response:
         self._auth("models", "", credentials)
-        return JSONResponse(await self.service.models())
+        return _respond(await self.service.models())
 
     @api.get("/health", response_class=PlainTextResponse)
     async def health(self) -> str:
         return "ok"
 
-    @api.get("/ready", responses={503: {"model": ErrorResponse, "description": "Not ready yet"}})
+    @api.get(
+        "/ready",
+        response_model=ReadyStatus,
+        responses={503: {"model": ReadyStatus, "description": "Not ready yet"}},
+    )
     async def ready(self) -> Response:
-        status = await self.service.engine.status()
-        return JSONResponse(status, status_code=200 if status["ready"] else 503)
+        status = ReadyStatus(**dataclasses.asdict(await self.service.engine.status()))
+        return JSONResponse(rendering.body(status), status_code=200 if status.ready else 503)
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self) -> Response:
@@ -177,9 +191,9 @@ class Ingress:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def build_app(profile: TwinProfile, settings: Settings, dsn: str) -> Any:
-    """The bound Serve application for ``profile``."""
-    spec, s = profile.spec.serving, settings.serving
+def build_app(profile: TwinProfile, config: ServingSettings, deps: ServingDeps) -> Any:
+    """The bound Serve application for ``profile``: ``deps``' factories are called in the replicas."""
+    spec = profile.spec.serving
     autoscaling = {
         "min_replicas": spec.min_replicas,
         "max_replicas": max(spec.max_replicas, spec.min_replicas, 1),
@@ -192,15 +206,15 @@ def build_app(profile: TwinProfile, settings: Settings, dsn: str) -> Any:
         EngineServer,
         name="engine",
         autoscaling_config=autoscaling,
-        max_ongoing_requests=s.max_ongoing_requests,
-        ray_actor_options={"num_cpus": s.engine_cpus, "num_gpus": s.engine_gpus},
+        max_ongoing_requests=config.max_ongoing_requests,
+        ray_actor_options={"num_cpus": config.engine_cpus, "num_gpus": config.engine_gpus},
         health_check_period_s=10,
         health_check_timeout_s=60,
-    ).bind(profile, settings)
+    ).bind(profile, config, deps.engine, deps.registry)
     return deployment(
         Ingress,
         name="ingress",
         autoscaling_config={**autoscaling, "min_replicas": max(1, spec.min_replicas)},
-        max_ongoing_requests=s.max_ongoing_requests,
-        ray_actor_options={"num_cpus": s.ingress_cpus},
-    ).bind(engine, profile, settings, dsn)
+        max_ongoing_requests=config.max_ongoing_requests,
+        ray_actor_options={"num_cpus": config.ingress_cpus},
+    ).bind(engine, profile, config, deps)

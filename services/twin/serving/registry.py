@@ -7,8 +7,9 @@ Model ids (``GET /v1/models``, the ``model`` field of every request):
 - the base model's name (``HuggingFaceTB/SmolLM2-135M-Instruct``): the base model, no adapter.
 
 Each is answered in the owner's voice and grounded in their writing; only the weights differ.
-Adapters are downloaded from MLflow once into ``<cache>/<profile>/v<N>`` (a partial download is
-never used: it lands in a temporary folder that is renamed when complete).
+Adapters come from the :class:`twin.ports.ModelRegistry` and are downloaded once into
+``<cache>/<profile>/v<N>`` (a partial download is never used: it lands in a temporary folder that
+is renamed when complete).
 """
 
 from __future__ import annotations
@@ -16,22 +17,14 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from twin.adapters.mlflow_store import MlflowStore, ModelVersionInfo, model_name
-from twin.domain.generation import AdapterRef
+from twin.domain.generation import AdapterRef, Selector
+from twin.domain.registry import ModelVersionInfo, model_name
+from twin.ports import ModelRegistry
 
 _VERSION = re.compile(r"^\d{1,9}$")
-
-
-@dataclass(frozen=True)
-class Selector:
-    """What a model id asks for: the base model, an alias, or a version."""
-
-    base: bool = False
-    alias: str | None = None
-    version: int | None = None
+_ALIAS = re.compile(r"[A-Za-z][\w-]{0,63}")
 
 
 def parse_model_id(model: str, profile: str, base_model: str, default_alias: str) -> Selector | None:
@@ -46,26 +39,31 @@ def parse_model_id(model: str, profile: str, base_model: str, default_alias: str
     suffix = model[len(name) + 1 :]
     if _VERSION.match(suffix):
         return Selector(version=int(suffix))
-    if re.fullmatch(r"[A-Za-z][\w-]{0,63}", suffix):
+    if _ALIAS.fullmatch(suffix):
         return Selector(alias=suffix)
     return None
 
 
 class AdapterCache:
-    """Registered adapters resolved through MLflow and kept on local disk."""
+    """Registered adapters resolved through the registry and kept on local disk."""
 
-    def __init__(self, store: MlflowStore, profile: str, base_model: str, cache_dir: Path) -> None:
-        self.store = store
+    def __init__(self, registry: ModelRegistry, profile: str, base_model: str, cache_dir: Path) -> None:
+        self.registry = registry
         self.profile = profile
         self.base_model = base_model
         self.cache_dir = cache_dir / profile
 
+    def versions(self) -> list[ModelVersionInfo]:
+        """Every registered version of the profile's model, oldest first."""
+        return self.registry.versions(self.profile)
+
     def resolve(self, selector: Selector) -> ModelVersionInfo | None:
         """The registered version a selector names now (None: no such alias or version)."""
         if selector.version is not None:
-            return next((v for v in self.store.versions(self.profile) if v.version == selector.version), None)
-        assert selector.alias is not None
-        return self.store.by_alias(self.profile, selector.alias)
+            return next((v for v in self.versions() if v.version == selector.version), None)
+        if selector.alias is None:
+            raise ValueError("the base model has no registered version")
+        return self.registry.by_alias(self.profile, selector.alias)
 
     def fetch(self, info: ModelVersionInfo) -> AdapterRef:
         """The version's adapter on local disk, downloaded the first time."""
@@ -78,7 +76,7 @@ class AdapterCache:
         if not (target / "adapter_config.json").is_file():
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=self.cache_dir) as tmp:
-                downloaded = self.store.download_adapter(info, Path(tmp))
+                downloaded = self.registry.download_adapter(info, Path(tmp))
                 shutil.rmtree(target, ignore_errors=True)
                 Path(downloaded).rename(target)
         return AdapterRef(name=f"{self.profile}-v{info.version}", version=info.version, path=str(target))

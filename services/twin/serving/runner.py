@@ -1,9 +1,11 @@
 """``twin serve``: start Ray Serve with the profile's application and serve until a signal.
 
-Ray Serve's HTTP proxy listens on ``TWIN_SERVING__HOST:PORT`` (set explicitly: Ray would otherwise
-pick the node's address). The command returns once the application is up and the engine has
-synced with the registry (``/ready``), prints where it serves, and blocks; SIGTERM or SIGINT shuts
-the application and Ray down cleanly (vLLM's engine process with them).
+The caller (the ``twin`` CLI) has checked the settings, joined or started Ray and built the
+factories (:func:`twin.wiring.serving_deps`); this module only runs the application. Ray Serve's
+HTTP proxy listens on ``config.host:port`` (set explicitly: Ray would otherwise pick the node's
+address). :func:`serve_forever` returns once the application is up and the engine has synced with
+the registry (``/ready``), reports where it serves, and blocks; SIGTERM or SIGINT shuts the
+application and Ray down cleanly (vLLM's engine process with them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from twin.domain.profile import TwinProfile
-from twin.settings import Settings
+from twin.ports import ServingDeps
+from twin.settings import ServingSettings
 
 
 def wait_ready(url: str, timeout_s: float) -> dict[str, Any]:
@@ -37,25 +40,16 @@ def wait_ready(url: str, timeout_s: float) -> dict[str, Any]:
     raise TimeoutError(f"{url} was not ready after {timeout_s:.0f}s (last answer: {last})")
 
 
-def start(profile: TwinProfile, settings: Settings) -> str:
-    """Start the application (non-blocking); return its base URL."""
+def start(profile: TwinProfile, config: ServingSettings, deps: ServingDeps) -> str:
+    """Start the application on the running Ray (non-blocking); return its base URL."""
     from ray import serve
 
-    from twin.features.embedding import ensure_ray
     from twin.serving.app import build_app
-    from twin.serving.engine_server import validate_serving
-    from twin.store import database_dsn
 
-    validate_serving(profile, settings)
-    s = settings.serving
-    dsn = database_dsn(settings)
-    ensure_ray(s.ray_address)
-    serve.start(http_options={"host": s.host, "port": s.port}, detached=False)
-    serve.run(
-        build_app(profile, settings, dsn), name=f"twin-{profile.name}", route_prefix="/", blocking=False
-    )
-    host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host  # noqa: S104 -- we only connect to it
-    return f"http://{host}:{s.port}"
+    serve.start(http_options={"host": config.host, "port": config.port}, detached=False)
+    serve.run(build_app(profile, config, deps), name=f"twin-{profile.name}", route_prefix="/", blocking=False)
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host  # noqa: S104 -- we only connect to it
+    return f"http://{host}:{config.port}"
 
 
 def stop() -> None:
@@ -70,7 +64,8 @@ def stop() -> None:
 
 def serve_forever(
     profile: TwinProfile,
-    settings: Settings,
+    config: ServingSettings,
+    deps: ServingDeps,
     *,
     ready_timeout_s: float = 600,
     on_ready: Callable[[str, dict[str, Any]], None],
@@ -78,7 +73,7 @@ def serve_forever(
     stopping = threading.Event()
     previous: dict[int, Any] = {}
     try:
-        url = start(profile, settings)
+        url = start(profile, config, deps)
         # After Ray starts: its own fatal-signal handler would otherwise kill the process on SIGTERM
         # before Serve (and vLLM's engine process) could shut down.
         previous = {

@@ -4,8 +4,10 @@ responses and errors as OpenAI's clients expect them.
 Unknown fields are ignored, as OpenAI's API does, so newer clients keep working; fields we know but
 cannot honour (``n > 1``, tools, logprobs, ``echo``) are refused with a 400 that names them rather
 than silently ignored. The ``twin`` object is this server's extension: in requests
-(``extra_body={"twin": {...}}`` with the openai client) it picks the target platform or turns
-retrieval off; in responses it carries the citations, the model version and the retrieved chunks.
+(``extra_body={"twin": {...}}`` with the openai client) it picks the target platform, turns
+retrieval off or asks for the sources inline; in responses it carries the citations, the model
+version and the retrieved chunks. Every response body is one of these models
+(:mod:`twin.serving.rendering` builds them), so the served OpenAPI document is what is sent.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class TwinOptions(BaseModel):
     target: Target | None = None  # what to write; detected from the last user message when unset
     retrieval: bool = True  # ground the answer in the owner's writing
     fetch_links: bool = True  # read the pages linked in the user's message
+    # Also append the sources to ``content`` as a "Sources:" block, where it fits the request's
+    # max_tokens and stop sequences (unset: the server's serving.inline_citations).
+    inline_citations: bool | None = None
 
 
 Stop = str | list[str] | None
@@ -282,14 +287,26 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     # Extension: what the id resolves to.
-    root: str | None = None  # the base model
+    root: str | None = None  # the base model (the embedding model for embedding ids)
     version: int | None = None
     aliases: list[str] = Field(default_factory=list)
+    kind: Literal["chat", "embedding"] = "chat"  # chat and completions, or /v1/embeddings
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ReadyStatus(BaseModel):
+    """``GET /ready``: 200 once the engine has synced with the registry, 503 before."""
+
+    ready: bool
+    engine: str
+    base_model: str
+    model_version: int | None = None
+    registry_error: str | None = None
+    quantization: str | None = None  # the base model's weights as the engine runs them
 
 
 class ErrorBody(BaseModel):
@@ -323,3 +340,16 @@ def error_body(
     kind, default_code = ERROR_TYPES.get(status, fallback)
     body = ErrorBody(message=message, type=kind, param=param, code=code or default_code)
     return ErrorResponse(error=body).model_dump()
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, rendered as OpenAI's error object (:func:`error_body`)."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, param=self.param, code=self.code)

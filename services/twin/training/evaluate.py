@@ -10,7 +10,7 @@ training (:mod:`twin.training.formatting`):
 - **style fidelity** (:mod:`twin.domain.style`): greedy generations for the first held-out
   instructions, compared with the owner's texts for them;
 - **judge** (optional): an LLM on an OpenAI-compatible endpoint rates, 1-10, how likely each
-  generation is to be by the author of the reference text (:class:`twin.adapters.openai_llm.Judge`).
+  generation is to be by the author of the reference text (port :class:`twin.ports.Judge`).
 """
 
 from __future__ import annotations

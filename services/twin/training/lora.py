@@ -7,9 +7,10 @@ or one CPU worker here).
 on GPU, the frozen base in 4-bit NF4 (QLoRA) when bitsandbytes is present, DDP for models that fit
 one GPU and FSDP (through ``ray.train.torch.prepare_model``) for those that do not.
 
-Rank 0 logs metrics straight to MLflow every ``log_every`` optimizer steps (a ``ray.train.report``
-costs ~2 s, so the loop reports once, at the end, with the adapter as its checkpoint), and pushes
-progress onto a Ray queue for the driver's progress bar.
+Rank 0 logs metrics straight into the registry's run every ``log_every`` optimizer steps, through
+the picklable writer the run handed out (:meth:`twin.ports.TrainingRun.metric_writer`); a
+``ray.train.report`` costs ~2 s, so the loop reports once, at the end, with the adapter as its
+checkpoint. It pushes progress onto a Ray queue for the driver's progress bar.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from twin.domain.dataset import Sample
 from twin.domain.training import TrainingPlan
+from twin.ports import MetricWriter
 from twin.training.formatting import Encoded, collate, encode_all, length_grouped_order
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -32,10 +34,11 @@ _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 @dataclass
 class LoopConfig:
-    """Everything a worker needs, as plain data (it crosses process boundaries)."""
+    """Everything a worker needs: plain data, plus two picklable callables from the composition
+    root (the base model resolver and the run's metric writer); it crosses process boundaries."""
 
     base_model: str  # a name or path; each worker resolves it (nodes have their own model cache)
-    model_cache_dir: str
+    resolve_model: Callable[[str], str]  # base model name -> loadable path (picklable)
     owner: str
     samples: list[dict[str, Any]]  # Sample.to_json() of the training split
     plan: dict[str, Any]  # TrainingPlan.to_json()
@@ -53,8 +56,7 @@ class LoopConfig:
     seed: int = 42
     log_every: int = 5
     threads: int = 1
-    tracking_uri: str | None = None
-    run_id: str | None = None
+    metrics: MetricWriter | None = None  # the run's step metrics; None logs nothing
     progress: Any = None  # a ray.util.queue.Queue, or None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -267,9 +269,7 @@ def train_loop_per_worker(raw: dict[str, Any]) -> None:
     torch.manual_seed(config.seed)
     device = ray_torch.get_device()
     loaded = time.perf_counter()
-    from twin.adapters.hf_models import resolve_base_model
-
-    path = resolve_base_model(config.base_model, Path(config.model_cache_dir))
+    path = config.resolve_model(config.base_model)
     tokenizer, model = load_base(path, plan, device=device)
     model = add_lora(model, config, plan)
     samples = [Sample.from_json(s) for s in config.samples]
@@ -301,7 +301,7 @@ def train_loop_per_worker(raw: dict[str, Any]) -> None:
         epochs=config.epochs,
         cap=config.max_steps,
     )
-    logger = _MlflowLogger(config) if rank == 0 else None
+    logger = _StepLogger(config.metrics, config.log_every) if rank == 0 and config.metrics else None
 
     def on_step(stats: StepStats) -> None:
         if rank != 0:
@@ -344,41 +344,25 @@ def train_loop_per_worker(raw: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-class _MlflowLogger:
-    """Rank 0's metrics to the MLflow run, every ``log_every`` steps (and the last one)."""
+class _StepLogger:
+    """Rank 0's metrics to the run, batched every ``log_every`` steps (and the last one)."""
 
-    def __init__(self, config: LoopConfig) -> None:
-        self.config = config
-        self.client: Any = None
-        if config.tracking_uri and config.run_id:
-            from mlflow import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=config.tracking_uri)
-        self.pending: list[Any] = []
+    def __init__(self, write: MetricWriter, log_every: int) -> None:
+        self.write = write
+        self.log_every = log_every
+        self.pending: list[tuple[str, float, int]] = []
 
     def step(self, stats: StepStats, steps: int) -> None:
-        if self.client is None:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
         self.pending += [
-            Metric("train_loss", stats.loss, now, stats.step),
-            Metric("learning_rate", stats.learning_rate, now, stats.step),
-            Metric("tokens_per_s", stats.tokens / stats.seconds if stats.seconds else 0.0, now, stats.step),
+            ("train_loss", stats.loss, stats.step),
+            ("learning_rate", stats.learning_rate, stats.step),
+            ("tokens_per_s", stats.tokens / stats.seconds if stats.seconds else 0.0, stats.step),
         ]
-        if stats.step % self.config.log_every == 0 or stats.step == steps:
-            self.client.log_batch(self.config.run_id, metrics=self.pending)
+        if stats.step % self.log_every == 0 or stats.step == steps:
+            self.write(self.pending)
             self.pending = []
 
     def finish(self, metrics: dict[str, float]) -> None:
-        if self.client is None:
-            return
-        from mlflow.entities import Metric
-
         if self.pending:
-            self.client.log_batch(self.config.run_id, metrics=self.pending)
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.config.run_id, metrics=[Metric(f"run_{k}", float(v), now, 0) for k, v in metrics.items()]
-        )
+            self.write(self.pending)
+        self.write([(f"run_{k}", float(v), 0) for k, v in metrics.items()])

@@ -38,6 +38,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
+from support.processes import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FETCH_JARS = REPO_ROOT / "scripts" / "fetch-jars.sh"
 
@@ -57,12 +59,6 @@ JVM_FLAGS = (
 
 class ServiceError(RuntimeError):
     """A service did not start, died, or refused a request; the message carries its log tail."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

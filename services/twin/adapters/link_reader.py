@@ -1,51 +1,38 @@
-"""Links in a user's message, read as extra context under the crawler's safety rules.
+"""Links in a user's message, read over HTTP under the crawler's safety rules: the
+:class:`twin.ports.LinkReader` serving uses.
 
 A message like "write a LinkedIn post reacting to https://example.com/post" gets that page's main
-text (trafilatura, through the crawler's own web extractor) as a numbered, cited source. Every hop
-is checked by the crawler's address guard (no private, loopback or link-local targets unless
-allow-listed), redirects are followed by hand (each target checked, at most
-``crawler.max_redirects``), bodies are capped in size and time, and only HTML pages are read. A link
-that cannot be read is reported in the answer's ``twin.links`` with why; it never fails the request.
+text (trafilatura, through the crawler's own web extractor in :mod:`twin.extractors.web`) as a
+numbered, cited source. Every hop passes the address guard (no private, loopback or link-local
+targets unless allow-listed), redirects are followed by hand (each target checked, at most
+``max_redirects``), bodies are capped in size and time, and only HTML pages are read. A link that
+cannot be read comes back with why (:class:`twin.domain.links.LinkResult`); it never fails the
+request.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from urllib.parse import urljoin
 
-from twin.adapters.address_guard import AddressGuard
-from twin.domain.errors import FetchError, InvalidSourceURL
+from twin.domain.documents import ExtractedDocument
+from twin.domain.errors import FetchError, PageTooLarge, UnsupportedContent
+from twin.domain.links import LinkResult
 from twin.domain.prompts import Source
 from twin.domain.urls import validate_url
+from twin.extractors.base import ExtractOptions, Page
+from twin.extractors.web import WebExtractor
+from twin.ports import AddressCheck
 
-_URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
-_TRAILING = ".,;:!?"
-
-
-@dataclass(frozen=True)
-class LinkResult:
-    url: str
-    source: Source | None
-    error: str | None = None
+_HTML = ("text/html", "application/xhtml+xml")
 
 
-def find_links(text: str, limit: int) -> list[str]:
-    """Distinct http(s) URLs in ``text``, in order, trailing punctuation dropped."""
-    found: list[str] = []
-    for match in _URL.finditer(text):
-        url = match.group(0).rstrip(_TRAILING)
-        if url not in found:
-            found.append(url)
-        if len(found) >= limit:
-            break
-    return found
+class HttpLinkReader:
+    """Reads each link with httpx, one at a time, every hop checked by ``guard``."""
 
-
-class LinkReader:
     def __init__(
         self,
-        allowed_networks: list[str],
+        guard: AddressCheck,
         *,
         user_agent: str,
         timeout_s: float = 10.0,
@@ -53,31 +40,24 @@ class LinkReader:
         max_redirects: int = 5,
         max_chars: int = 3000,
     ) -> None:
-        self._guard = AddressGuard(allowed_networks)
+        self._guard = guard
         self._user_agent = user_agent
         self._timeout_s = timeout_s
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
         self._max_chars = max_chars
 
-    def read(self, urls: list[str]) -> list[LinkResult]:
+    def read(self, urls: Sequence[str]) -> list[LinkResult]:
         results = []
         for url in urls:
             try:
                 results.append(LinkResult(url, self._fetch(url)))
-            except (FetchError, InvalidSourceURL) as exc:
-                results.append(LinkResult(url, None, f"{type(exc).__name__}: {exc}"))
-            except Exception as exc:  # network errors, timeouts: the link is skipped, the answer goes on
+            except Exception as exc:  # refused, too large, not HTML, network errors: skip the link
                 results.append(LinkResult(url, None, f"{type(exc).__name__}: {exc}"))
         return results
 
     def _fetch(self, url: str) -> Source:
         import httpx
-
-        from twin.crawler.extractors.base import ExtractOptions, Page
-        from twin.crawler.extractors.web import WebExtractor
-        from twin.domain.documents import ExtractedDocument
-        from twin.domain.errors import PageTooLarge, UnsupportedContent
 
         current = validate_url(url)
         with httpx.Client(
@@ -97,28 +77,28 @@ class LinkReader:
                         if len(body) > self._max_bytes:
                             raise PageTooLarge(f"{current}: larger than {self._max_bytes} bytes")
                     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                    if content_type not in ("text/html", "application/xhtml+xml"):
+                    if content_type not in _HTML:
                         raise UnsupportedContent(
                             f"{current}: {content_type or 'no content type'} is not a web page"
                         )
-                    text = bytes(body).decode(response.encoding or "utf-8", errors="replace")
                     page = Page(
                         url=current,
                         status=response.status_code,
                         content_type=content_type,
                         headers={k.lower(): v for k, v in response.headers.items()},
                         body=bytes(body),
-                        text=text,
+                        text=bytes(body).decode(response.encoding or "utf-8", errors="replace"),
                         step="article",
                         data={},
                         source_url=url,
                         options=ExtractOptions(),
                     )
-                    docs = [d for d in WebExtractor().parse(page) if isinstance(d, ExtractedDocument)]
-                    if not docs:
-                        raise FetchError(f"{current}: no main text")
-                    doc = docs[0]
-                    return Source(
-                        title=doc.title, url=current, text=doc.content[: self._max_chars], kind="link"
-                    )
+                    return self._source(page)
         raise FetchError(f"{url}: more than {self._max_redirects} redirects")
+
+    def _source(self, page: Page) -> Source:
+        docs = [d for d in WebExtractor().parse(page) if isinstance(d, ExtractedDocument)]
+        if not docs:
+            raise FetchError(f"{page.url}: no main text")
+        doc = docs[0]
+        return Source(title=doc.title, url=page.url, text=doc.content[: self._max_chars], kind="link")

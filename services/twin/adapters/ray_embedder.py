@@ -1,5 +1,7 @@
 """Embedding on Ray actors that hold the model and embed in batches, locally or on a cluster.
 
+Ray itself is started (or joined) by :mod:`twin.wiring` before this adapter is built.
+
 :class:`RayEmbedder` implements the :class:`twin.ports.Embedder` seam, so the pipeline does
 not know whether vectors come from this process or from a pool of actors. Each actor loads the
 model once; a call splits its texts into ``batch_size`` batches spread over the actors with an
@@ -8,7 +10,6 @@ model once; a call splits its texts into ``batch_size`` batches spread over the 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,26 +30,6 @@ class _EmbedActor:
         return self._embedder.embed(texts)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join ``address`` or start a local Ray once per process (no dashboard, quiet)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    else:
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            # Ray runs workers at nice 15 by default; the embedding actors are this process's main
-            # work, and on a small machine nice 15 lost a third of their speed to everything else.
-            _system_config={"worker_niceness": 0},
-        )
-
-
 class RayEmbedder:
     def __init__(
         self,
@@ -56,13 +37,10 @@ class RayEmbedder:
         *,
         workers: int = 1,
         batch_size: int = 32,
-        address: str | None = None,
-        num_cpus: int | None = None,
     ) -> None:
         import ray
         from ray.util import ActorPool
 
-        ensure_ray(address, num_cpus)
         self._local = SentenceTransformerEmbedder(model, batch_size=batch_size)  # tokenizer, dims only
         self.model_name = model
         self.dimension = self._local.dimension

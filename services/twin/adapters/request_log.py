@@ -1,18 +1,22 @@
-"""The request log: every served request as a row of ``serving_requests``, written off the request path.
+"""The request log in Postgres: every served request as a row of ``serving_requests``, written off
+the request path (the :class:`twin.ports.RequestLog` serving uses).
 
 Requests put a record on a queue and return; one thread drains it in batches into Postgres. A
-database that is down costs log rows (counted and logged), never a failed request. Prompts and
-answers are stored only with ``TWIN_SERVING__LOG_PROMPTS=true`` (the default; off for privacy).
+database that is down costs log rows (counted in ``dropped`` and logged), never a failed request.
+Prompts and answers are stored only with ``log_prompts`` (``TWIN_SERVING__LOG_PROMPTS=true``;
+off by default, for privacy).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
 from typing import Any
+
+from twin.domain.generation import RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +31,7 @@ _INSERT = "INSERT INTO serving_requests ({}) VALUES ({})".format(  # noqa: S608
 )
 
 
-@dataclass
-class RequestRecord:
-    request_id: str
-    profile: str
-    route: str
-    model: str
-    status: int = 200
-    model_version: int | None = None
-    error: str | None = None
-    stream: bool = False
-    latency_s: float = 0.0
-    ttft_s: float | None = None
-    retrieval_s: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str | None = None
-    target: str | None = None
-    chunk_ids: list[list[Any]] = field(default_factory=list)
-    links: list[str] = field(default_factory=list)
-    prompt: str | None = None
-    response: str | None = None
-
-
-class RequestLog:
+class PostgresRequestLog:
     def __init__(self, dsn: str, *, log_prompts: bool, max_queue: int = 10_000) -> None:
         self._dsn = dsn
         self._log_prompts = log_prompts
@@ -58,14 +39,14 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self.dropped = 0
 
-    def record(self, rec: RequestRecord) -> None:
+    def record(self, record: RequestRecord) -> None:
         if not self._log_prompts:
-            rec.prompt = rec.response = None
+            record = dataclasses.replace(record, prompt=None, response=None)
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, name="request-log", daemon=True)
             self._thread.start()
         try:
-            self._queue.put_nowait(rec)
+            self._queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
 
@@ -103,8 +84,8 @@ class RequestLog:
                 return
 
 
-def _params(rec: RequestRecord) -> dict[str, Any]:
-    data = dict(rec.__dict__)
-    data["chunk_ids"] = json.dumps(rec.chunk_ids)
-    data["links"] = json.dumps(rec.links)
+def _params(record: RequestRecord) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    data["chunk_ids"] = json.dumps(record.chunk_ids)
+    data["links"] = json.dumps(record.links)
     return data

@@ -1,0 +1,1 @@
+"""Developer tools that read the code itself (not used at run time)."""

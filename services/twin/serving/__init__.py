@@ -1,0 +1,1 @@
+"""Serve: the OpenAI-compatible endpoint on Ray Serve, grounded in the owner's writing."""
