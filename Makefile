@@ -28,8 +28,8 @@ fuzz: setup
 		tests/integration/test_serve_transformers.py -k fuzzing
 
 lint: setup
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check services operators tests bench
+	$(BIN)/ruff format --check services operators tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

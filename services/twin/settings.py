@@ -216,9 +216,6 @@ class TrainingSettings(BaseModel):
         "below the champion's on the same held-out samples.",
     )
     auto_promote: bool = Field(default=True, description="Promote a candidate that passes the margin.")
-    retrain_min_changed_documents: int = Field(
-        default=5, ge=1, description="Continuous training: retrain once this many documents changed."
-    )
 
 
 class ServingSettings(BaseModel):

@@ -24,7 +24,7 @@ import pytest
 from twin.domain.dataset import Dataset
 from twin.domain.errors import InvalidSpec
 from twin.domain.registry import CANDIDATE, CHAMPION, ModelVersionInfo, TrainedRun, model_name
-from twin.ports import MetricWriter, ModelRegistry
+from twin.ports import MetricWriter, ModelRegistry, RegistryPurge
 
 
 def _discard(metrics: Sequence[tuple[str, float, int]]) -> None:
@@ -90,6 +90,9 @@ class FakeRegistry:
 
     def load_dataset(self, dataset_id: str) -> Dataset:
         return self.datasets[dataset_id]
+
+    def latest_dataset(self, profile: str) -> str | None:
+        return next((d.version for d in reversed(self.datasets.values()) if d.profile == profile), None)
 
     def trained_dataset(self, info: ModelVersionInfo) -> Dataset:
         dataset_id = self.runs[info.run_id].dataset_id
@@ -182,6 +185,17 @@ class FakeRegistry:
     def download_adapter(self, info: ModelVersionInfo, dest: Path) -> Path:
         return self.download_run_adapter(info.run_id, dest)
 
+    def purge(self, profile: str) -> RegistryPurge:
+        versions = len(self.models.pop(profile, []))
+        self.aliases.pop(profile, None)
+        runs = [i for i, r in self.runs.items() if r.profile == profile]
+        datasets = [i for i, d in self.datasets.items() if d.profile == profile]
+        for i in runs:
+            del self.runs[i]
+        for i in datasets:
+            del self.datasets[i]
+        return RegistryPurge(model_versions=versions, runs=len(runs) + len(datasets))
+
 
 def check_registry_contract(registry: ModelRegistry, dataset: Dataset, adapter: Path, scratch: Path) -> None:
     """What training and serving rely on, in the order a training run uses it."""
@@ -190,8 +204,10 @@ def check_registry_contract(registry: ModelRegistry, dataset: Dataset, adapter: 
 
     # Dataset versions: stored once, found again, loaded whole.
     assert registry.find_dataset(profile, dataset.version) is None
+    assert registry.latest_dataset(profile) is None
     dataset_id = registry.save_dataset(dataset, {"generator": dataset.generator})
     assert registry.find_dataset(profile, dataset.version) == dataset_id
+    assert registry.latest_dataset(profile) == dataset.version
     assert _whole(registry.load_dataset(dataset_id)) == _whole(dataset)
 
     # A run that fails is never found as trained, and registers nothing.
@@ -236,6 +252,19 @@ def check_registry_contract(registry: ModelRegistry, dataset: Dataset, adapter: 
         registry.download_run_adapter(run.run_id, scratch / "by-run"),
     ):
         assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in adapter.iterdir())
+
+    # Purging (a deleted TwinProfile): the model, its versions and every run go; a second purge is a
+    # no-op; the profile can train again afterwards.
+    purged = registry.purge(profile)
+    assert purged.model_versions == 1 and purged.runs >= 2  # the dataset run and the training run(s)
+    assert registry.versions(profile) == [] and registry.champion(profile) is None
+    assert registry.find_dataset(profile, dataset.version) is None
+    assert registry.latest_dataset(profile) is None
+    assert registry.find_training_run(profile, "key-1") is None
+    assert registry.purge(profile) == type(purged)()
+    assert registry.find_dataset(profile, dataset.version) is None
+    again = registry.save_dataset(dataset, {"generator": dataset.generator})
+    assert registry.find_dataset(profile, dataset.version) == again
 
 
 def _whole(dataset: Dataset) -> tuple[Any, ...]:

@@ -45,6 +45,18 @@ def test_sample_profile_parses() -> None:
         (lambda d: d["spec"].update(training={"lora": {"rank": 0}}), "spec.training.lora.rank"),
         (lambda d: d["spec"]["sources"][0].update(platform="myspace"), "spec.sources.0.platform"),
         (lambda d: d["spec"].pop("owner"), "spec.owner: Field required"),
+        (
+            lambda d: d["spec"].update(serving={"minReplicas": 3, "maxReplicas": 2}),
+            "minReplicas must be less than or equal to maxReplicas",
+        ),
+        (lambda d: d["spec"].update(crawl={"schedule": "0 3 * *"}), "spec.crawl.schedule"),
+        (
+            lambda d: d["spec"]["training"].update(retraining={"schedule": "@daily"}),
+            "spec.training.retraining.schedule",
+        ),
+        # A secret pasted where a Secret reference belongs is a type error, not a value.
+        (lambda d: d["spec"].update(credentialsSecretRef="hunter2"), "spec.credentialsSecretRef"),
+        (lambda d: d["spec"]["training"].update(tolerations=[{"value": "x"}]), "operator must be Exists"),
     ],
 )
 def test_invalid_profiles_say_why(mutate: Any, message: str) -> None:

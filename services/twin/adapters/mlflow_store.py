@@ -43,6 +43,7 @@ from twin.domain.registry import (
     experiment_name,
     model_name,
 )
+from twin.ports import RegistryPurge
 
 __all__ = [
     "CANDIDATE",
@@ -167,6 +168,24 @@ class MlflowStore:
             raise
         client.set_terminated(run_id)
         return run_id
+
+    def latest_dataset(self, profile: str) -> str | None:
+        """The newest dataset version stored completely (a read: no experiment is created)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            experiment = self.client.get_experiment_by_name(experiment_name(profile))
+            if experiment is None:
+                return None
+            runs = self.client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.`{KIND_TAG}` = 'dataset' AND {_FINISHED}",
+                max_results=1,
+                order_by=["attributes.start_time DESC"],
+            )
+        except MlflowException as exc:
+            raise DependencyNotReady(f"MLflow at {self.tracking_uri} is not usable: {exc}") from exc
+        return str(runs[0].data.tags[DATASET_TAG]) if runs else None
 
     def load_dataset(self, run_id: str) -> Dataset:
         client = self.client
@@ -360,3 +379,11 @@ class MlflowStore:
     def download_adapter(self, info: ModelVersionInfo, dest: Path) -> Path:
         """The version's adapter directory, downloaded under ``dest`` (a no-op copy for local files)."""
         return self.download_run_adapter(info.run_id, dest)
+
+    # ------------------------------------------------------------------------------ deletion
+
+    def purge(self, profile: str) -> RegistryPurge:
+        """The registered model and the runs' artifacts go; see :mod:`twin.adapters.mlflow_purge`."""
+        from twin.adapters.mlflow_purge import purge_profile
+
+        return purge_profile(self.client, self.tracking_uri, profile)

@@ -6,13 +6,14 @@ each builds the settings once and asks :mod:`twin.wiring` for the adapters the p
 
 from __future__ import annotations
 
-from twin.cli import collect, db, demo, features, serving, training
+from twin.cli import collect, crd, db, demo, features, serving, training
 from twin.cli.common import SAMPLE_PROFILE, app, load_profile
 
 __all__ = [
     "SAMPLE_PROFILE",
     "app",
     "collect",
+    "crd",
     "db",
     "demo",
     "features",

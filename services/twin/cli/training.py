@@ -109,7 +109,11 @@ def train(
     try:
         twin_profile = load_profile(profile)
         if if_needed:
-            decision = retrain_needed(wiring.training_deps(settings), settings.training, twin_profile.name)
+            decision = retrain_needed(
+                wiring.training_deps(settings),
+                twin_profile.name,
+                min_changed_documents=twin_profile.spec.training.retraining.min_changed_documents,
+            )
             if not decision.retrain:
                 print(
                     json.dumps({"trained": False, "reason": decision.reason})

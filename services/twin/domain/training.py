@@ -104,7 +104,7 @@ def run_key(dataset_version: str, base_model: str, spec: TrainingSpec, knobs: Ma
         {
             "dataset": dataset_version,
             "base_model": base_model,
-            "spec": spec.model_dump(mode="json"),
+            "spec": spec.hyperparameters(),
             "knobs": dict(knobs),
         },
         sort_keys=True,

@@ -287,15 +287,16 @@ def promote(registry: ModelRegistry, profile: str, version: int | None = None) -
     return (previous.version if previous else None), target.version
 
 
-def retrain_needed(deps: TrainingDeps, config: TrainingSettings, profile: str) -> RetrainDecision:
-    """The continuous-training policy on the stored documents vs the newest trained dataset."""
+def retrain_needed(deps: TrainingDeps, profile: str, *, min_changed_documents: int) -> RetrainDecision:
+    """The continuous-training policy on the stored documents vs the newest trained dataset.
+
+    ``min_changed_documents`` is the profile's ``spec.training.retraining.minChangedDocuments``: the
+    operator decides with the same number, so the RayJob it starts and this check inside it agree."""
     candidate = deps.registry.by_alias(profile, CANDIDATE)
     trained_on = dict(deps.registry.trained_dataset(candidate).documents) if candidate is not None else None
     with deps.snapshot() as snapshot:
         current = {str(d.id): d.raw_content_hash for d in snapshot.cleaned_documents(profile)}
-    return retraining_decision(
-        trained_on, current, min_changed_documents=config.retrain_min_changed_documents
-    )
+    return retraining_decision(trained_on, current, min_changed_documents=min_changed_documents)
 
 
 def _token_counter(model_path: str) -> Callable[[str], int]:

@@ -10,13 +10,14 @@ Nothing here connects at import time; each function builds what it names when ca
 libraries are imported inside the functions that need them (a crawl Job never imports torch).
 
 The functions live in one module per concern (:mod:`.stores`, :mod:`.runtime`, :mod:`.features`,
-:mod:`.crawler`, :mod:`.training`, :mod:`.serving`); callers use them from here.
+:mod:`.crawler`, :mod:`.training`, :mod:`.serving`, :mod:`.operator`); callers use them from here.
 """
 
 from __future__ import annotations
 
 from twin.wiring.crawler import address_guard, extract_options, link_reader
 from twin.wiring.features import change_feed, embedder, feature_deps, maintain_indexes, ray_embedder
+from twin.wiring.operator import profile_data
 from twin.wiring.runtime import ensure_ray, ray_is_local
 from twin.wiring.serving import (
     chat_engine,
@@ -60,6 +61,7 @@ __all__ = [
     "load_api_keys",
     "maintain_indexes",
     "model_registry",
+    "profile_data",
     "ray_embedder",
     "ray_is_local",
     "request_log",

@@ -203,14 +203,13 @@ def _deps(registry: FakeRegistry, documents: list[CleanedDocument]) -> TrainingD
 
 def test_retraining_waits_for_enough_changed_documents() -> None:
     registry = FakeRegistry()
-    config = TrainingSettings(retrain_min_changed_documents=2)
-    assert retrain_needed(_deps(registry, DOCS), config, "alice").retrain  # no model yet
+    assert retrain_needed(_deps(registry, DOCS), "alice", min_changed_documents=2).retrain  # no model yet
     ds = dataset()
     dataset_id = registry.save_dataset(ds, {})
     with registry.training_run("alice", "k", params={}, tags={}, dataset=ds, dataset_id=dataset_id) as run:
         registry.register("alice", run.run_id, {}, aliases=[CANDIDATE])
-    assert not retrain_needed(_deps(registry, DOCS), config, "alice").retrain
+    assert not retrain_needed(_deps(registry, DOCS), "alice", min_changed_documents=2).retrain
     one = [dataclasses.replace(DOCS[0], raw_content_hash="edited"), *DOCS[1:]]
-    assert not retrain_needed(_deps(registry, one), config, "alice").retrain
+    assert not retrain_needed(_deps(registry, one), "alice", min_changed_documents=2).retrain
     two = [*one[:1], dataclasses.replace(DOCS[1], raw_content_hash="edited"), *DOCS[2:]]
-    assert retrain_needed(_deps(registry, two), config, "alice").retrain
+    assert retrain_needed(_deps(registry, two), "alice", min_changed_documents=2).retrain
