@@ -1,4 +1,4 @@
-"""Helpers of the operator's end-to-end tests (tests/integration/operator/test_operator_*.py).
+"""Helpers of the operator's end-to-end tests (tests/integration/cluster/test_operator_*.py).
 
 The ``installation`` fixture (in that folder's conftest) installs the chart and starts the operator
 with the chart's environment and its ServiceAccount's token; these helpers read what the operator

@@ -1,6 +1,6 @@
 """The TwinProfile CRD generated from the pydantic models: committed copies up to date, a structural
 schema the API server accepts, defaults that are the models' own, and the models' side of the rules
-the CRD states (the API server's side runs in tests/integration/operator/test_crd_validation.py)."""
+the CRD states (the API server's side runs in tests/integration/cluster/test_crd_validation.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fixtures of the operator tests: one real Kubernetes control plane per session.
+"""Fixtures of the cluster tests: one real Kubernetes control plane for this package, stopped after it.
 
 - ``kube``: etcd + kube-apiserver on free ports (:class:`support.kube.ControlPlane`): ``kubectl``,
   ``helm``, ``apply``, ``install_kuberay``, ``service_account_kubeconfig``, ``start_process``.
@@ -23,13 +23,13 @@ from support.operator_e2e import FAST, RELEASE, Installation, chart_env, start_o
 from twin.adapters.mlflow_store import MlflowStore
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     with control_plane(tmp_path_factory.mktemp("kube")) as plane:
         yield plane
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kuberay(kube: ControlPlane) -> ControlPlane:
     kube.install_kuberay()
     return kube
