@@ -9,7 +9,8 @@ or the pod's service account for the API server.
 Watches every namespace unless ``TWIN_OPERATOR_NAMESPACES`` names some. With
 ``TWIN_OPERATOR_PEERING`` set, replicas elect one active operator through kopf's peering objects
 (cluster-wide when watching every namespace); otherwise it runs ``--standalone`` (one replica).
-A liveness endpoint is served on ``TWIN_OPERATOR_LIVENESS_PORT`` (``/healthz``).
+A liveness endpoint is served on ``TWIN_OPERATOR_LIVENESS_PORT`` (``/healthz``), and Prometheus
+metrics (each profile's conditions, counts and champion) on ``TWIN_OPERATOR_METRICS_PORT``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 
 import kopf
 
+from twin.observability import serve_metrics
 from twin.settings import Settings
 from twin.wiring import profile_data
 from twin_operator import handlers
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers.register(runtime)
 
     namespaces = list(operator.namespaces)
+    if process.metrics_port:
+        serve_metrics(process.metrics_port)
     port = process.liveness_port
     kopf.run(
         settings=settings,

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from twin.domain.profile import API_VERSION, KIND, TwinProfile
-from twin_operator import policy
+from twin_operator import jobmetrics, policy
 from twin_operator.config import OperatorConfig
 from twin_operator.model import COMPONENT_LABEL, CRAWL_NOW, MANAGED_BY, MANAGER, PROFILE_LABEL
 
@@ -209,7 +209,7 @@ def crawl_pod_template(profile: TwinProfile, config: OperatorConfig, component_l
         "name": "crawl",
         "image": config.images.crawler,
         "imagePullPolicy": config.images.pull_policy,
-        "command": list(config.crawl_command),
+        "command": [*config.crawl_command, *jobmetrics.flags(config.job_metrics)],
         "envFrom": settings_env_from(config),
         "resources": config.resources.crawler.render(),
         "securityContext": container_security(),
@@ -217,6 +217,8 @@ def crawl_pod_template(profile: TwinProfile, config: OperatorConfig, component_l
     }
     if credentials := _credential_env(profile, config):
         container["env"] = credentials
+    if ports := jobmetrics.container_ports(config.job_metrics):
+        container["ports"] = ports
     return {
         "metadata": {"labels": {**component_labels, ROLE_LABEL: "crawler"}},
         "spec": {
@@ -287,7 +289,7 @@ def crawl_cron_job(profile: TwinProfile, uid: str, config: OperatorConfig) -> Ob
 
 def crawl_network_policy(profile: TwinProfile, uid: str, config: OperatorConfig) -> Obj:
     """Crawl pods: DNS, the database, and the internet on 80/443, nothing cluster-internal or
-    link-local (the metadata service); no ingress at all."""
+    link-local (the metadata service); no ingress but Prometheus on the metrics port (if any)."""
     dns_peer: Obj = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": config.dns_peer.namespace}}
     }
@@ -304,7 +306,7 @@ def crawl_network_policy(profile: TwinProfile, uid: str, config: OperatorConfig)
         "spec": {
             "podSelector": {"matchLabels": {PROFILE_LABEL: profile.name, ROLE_LABEL: "crawler"}},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "ingress": jobmetrics.ingress(config.job_metrics),
             "egress": [
                 {
                     "to": [dns_peer],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twin.settings import env_name
@@ -84,6 +84,55 @@ class DnsPeerConfig(_Section):
         description="Labels that select the DNS pods (CoreDNS keeps kube-dns's label); empty: any pod "
         "in that namespace.",
     )
+
+
+# The ports a KubeRay head listens on besides the driver: GCS, Ray's own metrics export, dashboard,
+# dashboard agent, client, Serve. The training driver's /metrics must not take one of them.
+RAY_HEAD_PORTS = frozenset({6379, 8080, 8265, 52365, 10001, 8000})
+
+
+class JobMetricsConfig(_Section):
+    """/metrics of crawl pods and the training driver (`--metrics-port`, `--metrics-linger`), on a
+    container port named ``metrics`` (what the chart's twin-jobs PodMonitor scrapes), and the one
+    ingress rule that lets Prometheus reach it through the crawl pods' NetworkPolicy."""
+
+    port: int = Field(
+        default=9110,
+        ge=0,
+        le=65535,
+        description="The port `twin crawl` and `twin train` serve /metrics on; 0: none (no flag, no "
+        "container port, no ingress rule). Not one of the Ray head's own ports.",
+    )
+    linger_s: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="After the work ends, keep /metrics up until Prometheus scrapes once more, at most "
+        "this long, so a short Job's last counters are not lost; at least the scrape interval. "
+        "0: stop at once.",
+    )
+    prometheus_namespace_labels: dict[str, str] = Field(
+        default_factory=lambda: {"kubernetes.io/metadata.name": "monitoring"},
+        description="Labels of the namespace(s) Prometheus runs in: the ingress rule's namespaceSelector "
+        "(empty: every namespace).",
+    )
+    prometheus_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "prometheus"},
+        description="Labels of the Prometheus pods (prometheus-operator's); empty: any pod in those "
+        "namespaces. Both selectors must match the scraper.",
+    )
+
+    @field_validator("port")
+    @classmethod
+    def _not_a_ray_port(cls, port: int) -> int:
+        # The driver runs on the Ray head: a port Ray holds would fail the run at bind time.
+        if port in RAY_HEAD_PORTS:
+            raise ValueError(f"port {port} is one of the Ray head's own ports {sorted(RAY_HEAD_PORTS)}")
+        return port
+
+    @property
+    def enabled(self) -> bool:
+        return self.port > 0
 
 
 class Resources(_Section):
@@ -170,6 +219,9 @@ class OperatorConfig(_Section):
         default_factory=DatabasePeerConfig, description="The crawl NetworkPolicy's database peer."
     )
     dns_peer: DnsPeerConfig = Field(default_factory=DnsPeerConfig, description="The crawl pods' DNS.")
+    job_metrics: JobMetricsConfig = Field(
+        default_factory=JobMetricsConfig, description="/metrics of crawl pods and the training driver."
+    )
     endpoint_port: int = Field(
         default=8000,
         ge=1,
@@ -185,12 +237,13 @@ class OperatorConfig(_Section):
     crawl_command: tuple[str, ...] = Field(
         default=("twin", "crawl", "--profile", "/etc/twin/profile.yaml", "--json"),
         min_length=1,
-        description="A crawl pod's command.",
+        description="A crawl pod's command (job_metrics appends --metrics-port and --metrics-linger).",
     )
     train_entrypoint: str = Field(
         default="twin train --profile /etc/twin/profile.yaml --if-needed --json",
         min_length=1,
-        description="The training RayJob's entrypoint (run on the Ray head by KubeRay's submitter).",
+        description="The training RayJob's entrypoint (run on the Ray head by KubeRay's submitter; "
+        "job_metrics appends --metrics-port and --metrics-linger).",
     )
     ray_version: str | None = Field(
         default=None, description="rayVersion of the Ray clusters (the images' Ray); unset: KubeRay's guess."
@@ -252,6 +305,7 @@ __all__ = [
     "DatabasePeerConfig",
     "DnsPeerConfig",
     "ImagesConfig",
+    "JobMetricsConfig",
     "OperatorConfig",
     "OperatorSettings",
     "Resources",

@@ -23,7 +23,7 @@ import yaml
 
 from twin.domain.profile import TwinProfile
 from twin.settings import env_name
-from twin_operator import policy
+from twin_operator import jobmetrics, policy
 from twin_operator.children import (
     PROFILE_DIR,
     PROFILE_PATH,
@@ -43,6 +43,13 @@ from twin_operator.config import OperatorConfig, Resources
 API_KEYS_DIR = f"{PROFILE_DIR}/api-keys"
 API_KEYS_FILE = "api-keys"
 SNAPSHOT_ANNOTATION = "llmtwin.dev/snapshot"
+# KubeRay's default head ports. KubeRay 1.5 gives the head Service these only while the head
+# container declares no port at all; the RayJob's submitter finds the dashboard by its port's name.
+RAY_HEAD_SERVICE_PORTS = (
+    {"name": "gcs-server", "containerPort": 6379, "protocol": "TCP"},
+    {"name": "dashboard", "containerPort": 8265, "protocol": "TCP"},
+    {"name": "client", "containerPort": 10001, "protocol": "TCP"},
+)
 
 Obj = dict[str, Any]
 
@@ -104,13 +111,12 @@ def training_ray_job(profile: TwinProfile, uid: str, config: OperatorConfig, sna
     training = profile.spec.training
     env = {env_name("ray", "address"): "auto"}
     image = config.images.training
-    head = _pod(
-        profile,
-        config,
-        component="train",
-        role="train",
-        container=_ray_container("ray-head", image, config.resources.training_head, env),
-    )
+    head_container = _ray_container("ray-head", image, config.resources.training_head, env)
+    if metrics_ports := jobmetrics.container_ports(config.job_metrics):
+        # The entrypoint's driver runs on the head: its /metrics is the head's port named "metrics"
+        # (KubeRay then adds no "metrics" port of its own there; Ray still exports on 8080).
+        head_container["ports"] = [*(dict(p) for p in RAY_HEAD_SERVICE_PORTS), *metrics_ports]
+    head = _pod(profile, config, component="train", role="train", container=head_container)
     workers: list[Obj] = []
     if training.gpus > 0:
         worker = _pod(
@@ -150,7 +156,7 @@ def training_ray_job(profile: TwinProfile, uid: str, config: OperatorConfig, sna
         "kind": "RayJob",
         "metadata": metadata(profile, uid, name, "train", annotations={SNAPSHOT_ANNOTATION: snapshot}),
         "spec": {
-            "entrypoint": config.train_entrypoint,
+            "entrypoint": " ".join([config.train_entrypoint, *jobmetrics.flags(config.job_metrics)]),
             "shutdownAfterJobFinishes": True,
             "activeDeadlineSeconds": config.training_deadline_s,
             "submitterPodTemplate": submitter,

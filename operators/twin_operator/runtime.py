@@ -24,12 +24,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twin.domain.errors import InvalidSpec
 from twin.domain.profile import API_VERSION, KIND, TwinProfile, parse_profile
+from twin.observability import OPERATOR_RECONCILE_SECONDS, OPERATOR_RECONCILES, ProfileGauges
 from twin.ports import ProfileData, PurgeReport
 from twin_operator import conditions
 from twin_operator.apply import ApplyError, ProfileRef, apply_desired, patch_status, prune
 from twin_operator.config import OperatorConfig
 from twin_operator.kube import Kube, KubeError
-from twin_operator.model import Desired
+from twin_operator.model import Desired, StoreState
 from twin_operator.observe import gather
 from twin_operator.reconcile import reconcile
 
@@ -50,6 +51,9 @@ class RuntimeSettings(BaseSettings):
         "whose availability is each profile's FeaturesReady; empty: this installation does not run them.",
     )
     liveness_port: int = Field(default=8080, ge=0, le=65535, description="kopf's /healthz port (0: none).")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Prometheus /metrics (twin_profile_*...) port (0: none)."
+    )
     api_timeout_s: float = Field(default=30.0, gt=0, description="Seconds one API server request may take.")
     verbose: bool = Field(default=False, description="kopf's debug log (every event, patch and decision).")
 
@@ -80,6 +84,8 @@ class Runtime:
     # Profiles whose finalizer ran: a pass started from an older body must not re-create children.
     _finalized: set[str] = field(default_factory=set)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    # Each profile's conditions, counts and champion as gauges (served on the metrics port).
+    gauges: ProfileGauges = field(default_factory=ProfileGauges)
 
     @property
     def tick_s(self) -> float:
@@ -121,7 +127,20 @@ class Runtime:
         with self._lock(ref.uid):
             if ref.uid in self._finalized:
                 return None
-            return self._reconcile(ref, body)
+            started, outcome = time.monotonic(), "error"
+            try:
+                desired = self._reconcile(ref, body)
+                outcome = "ok"
+                return desired
+            except InvalidProfile:
+                outcome = "invalid"
+                raise
+            except DependencyMissing:
+                outcome = "dependency_missing"
+                raise
+            finally:
+                OPERATOR_RECONCILES.labels(outcome).inc()
+                OPERATOR_RECONCILE_SECONDS.observe(time.monotonic() - started)
 
     def _reconcile(self, ref: ProfileRef, body: Mapping[str, Any]) -> Desired:
         now = datetime.now(UTC)
@@ -136,6 +155,7 @@ class Runtime:
         observed = gather(self.kube, self.data, body, features_deployments=self.features_deployments, now=now)
         desired = reconcile(profile, observed, self.config)
         apply_desired(self.kube, ref, desired, kuberay_installed=observed.kuberay_installed)
+        self._record(ref, profile, observed.store, desired)
         self._schedule(ref.uid, desired.requeue_after)
         if desired.status.get("phase") == "Invalid":
             raise InvalidProfile(_message(desired, "InvalidSpec") or "the spec is invalid")
@@ -147,6 +167,23 @@ class Runtime:
             message = "; ".join(f"{', '.join(types)}: {text}" for text, types in missing.items())
             raise DependencyMissing(message, desired.requeue_after or self.config.backoff_base_s)
         return desired
+
+    def _record(
+        self, ref: ProfileRef, profile: TwinProfile, store: StoreState | None, desired: Desired
+    ) -> None:
+        """The pass's view as ``twin_profile_*`` gauges (counts dropped while the stores are unreadable)."""
+        counts = None
+        if store is not None:
+            counts = {
+                "documents": store.documents,
+                "chunks": store.chunks,
+                "champion_version": store.champion.version if store.champion else 0,
+                "changed_documents": store.changed_since_champion,
+            }
+        threshold = profile.spec.training.retraining.min_changed_documents
+        self.gauges.observe(
+            ref.namespace, ref.name, desired.status, counts=counts, retrain_threshold=threshold
+        )
 
     def _schedule(self, uid: str, requeue_after: float | None) -> None:
         wait = self.config.timer_interval_s if requeue_after is None else requeue_after
@@ -162,6 +199,7 @@ class Runtime:
         with self._lock(ref.uid):
             self._finalized.add(ref.uid)
             self._forget(ref.uid)
+            self.gauges.forget(ref.namespace, ref.name)
             report = prune(self.kube, ref, ())
             if report.failures:
                 raise ApplyError("; ".join(report.failures))

@@ -80,7 +80,8 @@ def start_operator(kube: ControlPlane, env: dict[str, str], name: str = "twin-op
     process = kube.start_process(
         name,
         [str(Path(REPO / ".venv" / "bin" / "python")), "-m", "twin_operator"],
-        env={**env, "TWIN_OPERATOR_LIVENESS_PORT": str(port)},
+        # free ports, not the chart's fixed ones: two operators may run at once in a test
+        env={**env, "TWIN_OPERATOR_LIVENESS_PORT": str(port), "TWIN_OPERATOR_METRICS_PORT": str(free_port())},
     )
     wait_for(lambda: _healthy(port) or not process.running(), timeout=60, what=f"{name}'s /healthz")
     assert process.running(), process.tail()

@@ -56,6 +56,8 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         ("kafka.clusterId", "too-short"),
         ("watchNamespaces", ["Not_A_Namespace"]),
         ("workloads.images.crawler.repository", ""),
+        ("workloads.metrics.port", -1),
+        ("workloads.metrics.port", 8080),  # Ray's own metrics export on the training head
     ],
 )
 def test_the_schema_rejects_bad_values(path: str, value: Any) -> None:
@@ -108,3 +110,10 @@ def test_every_operator_variable_the_chart_sets_is_an_operator_setting() -> None
         )
     ]
     assert unknown == [], f"variables no OperatorSettings field reads: {unknown}"
+
+
+def test_the_schema_refuses_the_ray_head_ports_the_operator_refuses() -> None:
+    from twin.devtools.chart_values_monitoring import RAY_HEAD_PORTS
+    from twin_operator.config import RAY_HEAD_PORTS as OPERATOR_RAY_HEAD_PORTS
+
+    assert set(RAY_HEAD_PORTS) == OPERATOR_RAY_HEAD_PORTS

@@ -27,6 +27,8 @@ CONFIG = OperatorConfig(
     ),
 )
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+METRICS_FLAGS = ["--metrics-port", "9110", "--metrics-linger", "60"]
+CRAWL_COMMAND = ["twin", "crawl", "--profile", "/etc/twin/profile.yaml", "--json", *METRICS_FLAGS]
 
 HOSTILE: dict[str, Any] = {
     "apiVersion": "llmtwin.dev/v1alpha1",
@@ -138,7 +140,7 @@ def test_pods_run_configured_images_and_commands_as_non_root_without_privileges(
                 assert c["image"] in images, path
                 assert c["securityContext"]["allowPrivilegeEscalation"] is False, path
                 assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}, path
-                assert c.get("command") in (None, list(CONFIG.crawl_command)), path
+                assert c.get("command") in (None, CRAWL_COMMAND), path
             if spec.get("serviceAccountName") is not None:
                 assert spec["serviceAccountName"] in (
                     CONFIG.service_accounts.crawler,
@@ -153,7 +155,7 @@ def test_the_crawl_pod_reads_the_profile_and_only_the_allowed_credentials() -> N
     spec = pod["spec"]
     [container] = spec["containers"]
     assert pod["metadata"]["labels"]["llmtwin.dev/role"] == "crawler"
-    assert container["command"] == ["twin", "crawl", "--profile", "/etc/twin/profile.yaml", "--json"]
+    assert container["command"] == CRAWL_COMMAND
     assert spec["automountServiceAccountToken"] is False
     assert spec["serviceAccountName"] == "default"
     assert container["envFrom"] == [
@@ -179,7 +181,18 @@ def test_the_network_policy_allows_dns_the_database_and_the_public_internet_only
     assert spec["podSelector"] == {
         "matchLabels": {"llmtwin.dev/profile": "mallory", "llmtwin.dev/role": "crawler"}
     }
-    assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["ingress"] == []
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [  # Prometheus on the metrics port, nothing else
+        {
+            "from": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 9110}],
+        }
+    ]
     dns, database, internet = spec["egress"]
     assert dns["to"][0]["namespaceSelector"] == {
         "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}

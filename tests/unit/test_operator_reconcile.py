@@ -133,7 +133,7 @@ def test_crawled_documents_with_features_ready_start_a_gpu_training_run_named_af
     desired = run(**READY_TO_TRAIN)
     job = child(desired, "RayJob")
     assert job["metadata"]["name"] == "twin-alice-train-ab12cd34"
-    assert job["spec"]["entrypoint"] == CONFIG.train_entrypoint
+    assert job["spec"]["entrypoint"] == f"{CONFIG.train_entrypoint} --metrics-port 9110 --metrics-linger 60"
     [group] = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == 2
     pod = group["template"]["spec"]

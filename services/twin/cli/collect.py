@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from twin import wiring
-from twin.cli.common import app, console, err_console, load_profile, load_settings
+from twin.cli.common import (
+    MetricsLinger,
+    MetricsPort,
+    app,
+    console,
+    err_console,
+    load_profile,
+    load_settings,
+)
 from twin.domain.crawl import SourceReport, SourceStatus
 from twin.domain.errors import InvalidSpec, TwinError
 from twin.domain.profile import TwinProfile
@@ -123,18 +131,23 @@ def crawl_profile(profile: TwinProfile, settings: Settings, *, as_json: bool = F
 def crawl(
     profile: Annotated[Path, typer.Option("--profile", "-p", help="A TwinProfile YAML file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+    metrics_port: MetricsPort = None,
+    metrics_linger: MetricsLinger = 0.0,
 ) -> None:
     """Crawl a profile's sources into Postgres: new, updated, unchanged, deleted and failed per source."""
+    from twin.observability import metrics_while_running
+
     config = load_settings()
-    try:
-        twin_profile = load_profile(profile)
-        reports = crawl_profile(twin_profile, config, as_json=as_json)
-    except InvalidSpec as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    except TwinError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    with metrics_while_running(metrics_port, metrics_linger):
+        try:
+            twin_profile = load_profile(profile)
+            reports = crawl_profile(twin_profile, config, as_json=as_json)
+        except InvalidSpec as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        except TwinError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
     if reports and all(r.status is SourceStatus.FAILED for r in reports):
         raise typer.Exit(1)
 

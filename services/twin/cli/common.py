@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -63,3 +63,19 @@ def fail(exc: TwinError) -> typer.Exit:
     """Print ``exc`` and turn it into the exit code of the error vocabulary (2 invalid input, 1 other)."""
     err_console.print(f"[red]error:[/red] {exc}")
     return typer.Exit(2 if isinstance(exc, InvalidSpec | InsufficientData) else 1)
+
+
+# The two options of every short-lived command Prometheus scrapes (twin crawl, twin train).
+MetricsPort = Annotated[
+    int | None,
+    typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port while the command runs."),
+]
+MetricsLinger = Annotated[
+    float,
+    typer.Option(
+        "--metrics-linger",
+        min=0,
+        help="After the work, keep /metrics up until one more scrape has read the final values, "
+        "at most this many seconds (a Job's last counters are otherwise lost).",
+    ),
+]

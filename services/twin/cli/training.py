@@ -11,7 +11,16 @@ import typer
 from rich.table import Table
 
 from twin import wiring
-from twin.cli.common import app, console, err_console, fail, load_profile, load_settings
+from twin.cli.common import (
+    MetricsLinger,
+    MetricsPort,
+    app,
+    console,
+    err_console,
+    fail,
+    load_profile,
+    load_settings,
+)
 from twin.domain.errors import TwinError
 from twin.domain.profile import TwinProfile
 from twin.settings import Settings
@@ -86,7 +95,7 @@ def train_with_progress(
 
 
 @app.command()
-def train(
+def train(  # noqa: PLR0917 -- typer maps each parameter to an option
     profile: Annotated[Path, typer.Option("--profile", "-p", help="A TwinProfile YAML file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON line.")] = False,
     if_needed: Annotated[
@@ -96,16 +105,26 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Train even if this dataset and config were trained.")
     ] = False,
+    metrics_port: MetricsPort = None,
+    metrics_linger: MetricsLinger = 0.0,
 ) -> None:
     """Fine-tune a LoRA adapter on the profile's writing: dataset → Ray Train → evaluation → registry."""
     import signal
 
-    from twin.training.pipeline import retrain_needed
+    from twin.observability import metrics_while_running
 
     # SIGTERM (a Job or pod deleted, Ctrl-C's cousin) unwinds like an exception, so the MLflow run
     # is marked FAILED instead of being left RUNNING forever.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     settings = load_settings()
+    with metrics_while_running(metrics_port, metrics_linger):
+        _train(profile, settings, as_json=as_json, if_needed=if_needed, force=force)
+
+
+def _train(profile: Path, settings: Settings, *, as_json: bool, if_needed: bool, force: bool) -> None:
+    from twin.observability.training import run_finished, run_started
+    from twin.training.pipeline import retrain_needed
+
     try:
         twin_profile = load_profile(profile)
         if if_needed:
@@ -115,6 +134,8 @@ def train(
                 min_changed_documents=twin_profile.spec.training.retraining.min_changed_documents,
             )
             if not decision.retrain:
+                run_started(twin_profile.name)
+                run_finished(twin_profile.name, "not_needed")
                 print(
                     json.dumps({"trained": False, "reason": decision.reason})
                 ) if as_json else console.print(f"nothing to do: {decision.reason}")

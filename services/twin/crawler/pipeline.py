@@ -14,6 +14,7 @@ from typing import Any
 from twin.crawler.spider import CrawledItem, TwinSpider
 from twin.domain.crawl import SourceStatus
 from twin.domain.documents import RawDocument
+from twin.observability import crawl as metrics
 from twin.ports import DocumentStore
 
 BATCH_SIZE = 50
@@ -63,7 +64,7 @@ class PersistencePipeline:
         ]
         for item, outcome in zip(batch, self._store.upsert(docs), strict=True):
             job = state.jobs[item.job_index]
-            job.report.count(outcome)
+            state.stored(job, outcome)
             state.touched(job)
 
     def close_spider(self) -> None:
@@ -82,4 +83,5 @@ class PersistencePipeline:
                 )
             if job.report.status is SourceStatus.OK:
                 job.report.deleted = self._store.delete_missing(state.profile, job.source_url, job.seen)
+                metrics.document(state.profile, job.platform.value, "deleted", job.report.deleted)
                 state.touched(job)

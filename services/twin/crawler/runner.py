@@ -6,6 +6,7 @@ Scrapy's reactor cannot be restarted, so this runs once per process (the CLI, a 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from twin.domain.errors import InvalidSourceURL
 from twin.domain.profile import TwinProfile
 from twin.extractors import extractor_for
 from twin.extractors.base import ExtractOptions
+from twin.observability import crawl as metrics
 from twin.ports import AddressCheck, DocumentStore
 from twin.settings import CrawlerSettings
 
@@ -136,8 +138,13 @@ def run_crawl(
     from twin.crawler.safety import configure_browser_guard
     from twin.crawler.spider import TwinSpider
 
+    started = time.monotonic()
     run_id = store.begin_run(profile.name)
     state = plan(profile, config, options, run_id)
+    metrics.crawl_started(profile.name, (job.platform.value for job in state.jobs))
+    for job in state.jobs:  # a source refused before any fetch (an invalid URL) is an error too
+        for e in job.report.errors:
+            metrics.error(profile.name, job.platform.value, e.error)
     state.on_change = on_change
     configure_browser_guard(guard)
     process = CrawlerProcess(scrapy_settings(config))
@@ -153,4 +160,5 @@ def run_crawl(
     process.start()
     reports = [job.report for job in state.jobs]
     store.finish_run(run_id, reports)
+    metrics.crawl_finished(profile.name, reports, time.monotonic() - started)
     return CrawlResult(run_id=run_id, reports=reports)

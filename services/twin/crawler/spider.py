@@ -153,6 +153,7 @@ class TwinSpider(scrapy.Spider):
         job = self._job(response.meta)
         job.outstanding -= 1
         job.pages += 1
+        self.state.fetched(job, "ok")
         follow: Follow = response.meta["twin_follow"]
         try:
             if len(response.body) > self.max_page_bytes:  # the browser path has no DOWNLOAD_MAXSIZE
@@ -210,4 +211,5 @@ class TwinSpider(scrapy.Spider):
             message = f"{request.url}: {str(exc) or name}"
         if name == "BlockedRequest":
             name = "BlockedTarget"
+        self.state.fetched(job, "blocked" if name in ("BlockedTarget", "IgnoreRequest") else "failed")
         self.state.error(job, request.url, name, message)

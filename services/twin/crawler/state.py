@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from twin.domain.crawl import PageError, SourceReport
+from twin.domain.crawl import PageError, SourceReport, UpsertOutcome
 from twin.domain.documents import Platform
 from twin.extractors.base import ExtractOptions, Extractor
+from twin.observability import crawl as metrics
 
 
 @dataclass
@@ -43,7 +44,16 @@ class CrawlState:
 
     def error(self, job: SourceJob, url: str, error: str, message: str) -> None:
         job.report.errors.append(PageError(url=url, error=error, message=message))
+        metrics.error(self.profile, job.platform.value, error)
         self.touched(job)
+
+    def fetched(self, job: SourceJob, outcome: str) -> None:
+        """Count one request's outcome (``ok``, ``failed``, ``blocked``) for the run's metrics."""
+        metrics.page(self.profile, job.platform.value, outcome)
+
+    def stored(self, job: SourceJob, outcome: UpsertOutcome) -> None:
+        job.report.count(outcome)
+        metrics.document(self.profile, job.platform.value, outcome.value)
 
     def paid_skipped(self, job: SourceJob, canonical_url: str) -> None:
         """Count a paid post the extractor would not store (once per URL: feeds and archive pages

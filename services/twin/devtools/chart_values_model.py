@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from twin.devtools.chart_values_monitoring import JobMetrics, Monitoring
+
 APP_IMAGES = "ghcr.io/llm-twin"
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 Quantity = str | int | float
@@ -105,6 +107,7 @@ class Operator(Values):
     liveness_port: int = Field(
         default=8080, ge=1024, le=65535, description="kopf's /healthz liveness endpoint (the probes)."
     )
+    metrics_port: int = Field(default=9109, ge=1024, le=65535, description="Prometheus /metrics port.")
     service_account: ServiceAccount = Field(default_factory=ServiceAccount, description="Its identity.")
     resources: Resources = _resources("100m", "256Mi", "512Mi")
     placement: Placement = Field(default_factory=Placement, description="Scheduling of the operator pods.")
@@ -199,6 +202,7 @@ class Workloads(Values):
     run_as_user: int = Field(default=1000, ge=1, description="UID of every profile pod (the images' user).")
     run_as_group: int = Field(default=1000, ge=1, description="GID of every profile pod.")
     dns_peer: DnsPeer = Field(default_factory=DnsPeer, description="The cluster DNS.")
+    metrics: JobMetrics = Field(default_factory=JobMetrics, description="Crawl and training /metrics.")
 
 
 class Settings(Values):
@@ -385,3 +389,4 @@ class ChartValues(Values):
     connect: Connect = Field(default_factory=Connect, description="Kafka Connect + Debezium.")
     features: Features = Field(default_factory=Features, description="The feature workers.")
     mlflow: Mlflow = Field(default_factory=Mlflow, description="MLflow.")
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus and Grafana.")

@@ -101,8 +101,10 @@ class FeatureService:
         stops the feed with an error; the service reconnects and resumes from the last committed
         position, backing off exponentially, up to ``max_restarts`` failures in a row."""
         from twin.observability import serve_metrics
+        from twin.observability.features import worker_started
 
         self.embedder = self.deps.embedder()
+        worker_started()
         if self.config.metrics_port:
             serve_metrics(self.config.metrics_port)
 

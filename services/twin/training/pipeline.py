@@ -26,6 +26,7 @@ the profile); they never build an adapter or read the root settings.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from twin.domain.errors import InvalidSpec
 from twin.domain.profile import TwinProfile
 from twin.domain.registry import CANDIDATE, CHAMPION, ModelVersionInfo, TrainedRun
 from twin.domain.training import RetrainDecision, TrainingPlan, plan_training, retraining_decision, run_key
+from twin.observability import training as obs
 from twin.ports import ModelRegistry, TrainingDeps, TrainingRun
 from twin.settings import TrainingSettings
 from twin.training import params
@@ -85,7 +87,41 @@ def train_profile(
     on_step: Step | None = None,
     force: bool = False,
 ) -> TrainOutcome:
-    """Train (or find already trained) the adapter for the profile's current data."""
+    """Train (or find already trained) the adapter for the profile's current data.
+
+    Counts the run's outcome (trained, already_trained, failed) and duration, its steps and loss,
+    the new version's held-out figures and the promotion in :mod:`twin.observability.training`."""
+    started = time.monotonic()
+    obs.run_started(profile.name)
+    meter = obs.StepMeter(profile.name)
+
+    def step(number: int, total: int, loss: float) -> None:
+        meter(number, total, loss)
+        if on_step is not None:
+            on_step(number, total, loss)
+
+    try:
+        outcome = _train_profile(profile, deps, config, on_stage=on_stage, on_step=step, force=force)
+    except BaseException:  # SIGTERM's SystemExit included: the run did not finish
+        obs.run_finished(profile.name, "failed", time.monotonic() - started)
+        raise
+    result = "trained" if outcome.trained else "already_trained"
+    obs.run_finished(profile.name, result, time.monotonic() - started)
+    if outcome.trained and outcome.version is not None:
+        obs.evaluated(profile.name, outcome.version, outcome.metrics)
+        obs.promotion(profile.name, promoted=outcome.promoted)
+    return outcome
+
+
+def _train_profile(
+    profile: TwinProfile,
+    deps: TrainingDeps,
+    config: TrainingSettings,
+    *,
+    on_stage: Stage,
+    on_step: Step,
+    force: bool,
+) -> TrainOutcome:
     spec, registry = profile.spec, deps.registry
     on_stage(f"resolving base model {spec.base_model}")
     model_path = deps.resolve_model(spec.base_model)
@@ -284,6 +320,7 @@ def promote(registry: ModelRegistry, profile: str, version: int | None = None) -
         target = registry.version(profile, version)
     previous = registry.champion(profile)
     make_champion(registry, profile, target.version, by="manual")
+    obs.promotion(profile, promoted=True, by="manual")
     return (previous.version if previous else None), target.version
 
 
