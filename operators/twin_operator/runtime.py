@@ -178,7 +178,11 @@ class Runtime:
                 "documents": store.documents,
                 "chunks": store.chunks,
                 "champion_version": store.champion.version if store.champion else 0,
-                "changed_documents": store.changed_since_champion,
+                # no trained version yet: every document is new to the model (the retraining
+                # policy reads it the same way), so the pressure panel is never empty
+                "changed_documents": store.documents
+                if store.changed_since_champion is None
+                else store.changed_since_champion,
             }
         threshold = profile.spec.training.retraining.min_changed_documents
         self.gauges.observe(

@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ import pytest
 import yaml
 
 from support.features import drop_slot, start_features
-from support.processes import TwinProcess, free_port, run_twin, wait_for
-from support.prometheus import binary
+from support.processes import free_port, run_twin, wait_for
+from support.prometheus import PrometheusServer
 from support.serving import KEY, twin_server
 from support.twin_cli import sample_profile
 from twin.adapters.postgres import connect, migrate
@@ -47,13 +47,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "watched"
 MODEL = f"twin-{PROFILE}"  # the served model id of a profile (its champion)
-SCRAPE = "1s"
 RATE_INTERVAL = "15s"  # Grafana's $__rate_interval for a 1 s scrape: at least 4 scrapes
 LINGER = "60"  # seconds a finished crawl or training run waits for Prometheus' last scrape
 
 
 @dataclass
 class Run:
+    server: PrometheusServer
     prometheus: Prometheus
     window: Window
     ports: dict[str, int]
@@ -62,72 +62,6 @@ class Run:
 
 
 JOBS = ("twin-features", "twin-crawl", "twin-train", "twin-serve")
-
-
-def _prometheus_config(path: Path) -> Path:
-    """One file-discovered job per part: a process is a target while it runs, as a pod is on a
-    cluster (a static target would be "down" for the minutes before it starts, and alert)."""
-    (path / "targets").mkdir()
-    for job in JOBS:
-        (path / "targets" / f"{job}.json").write_text("[]")
-    config = {
-        "global": {"scrape_interval": SCRAPE, "scrape_timeout": SCRAPE, "evaluation_interval": SCRAPE},
-        "rule_files": [str(p) for p in sorted((ROOT / "charts" / "twin" / "alerts").glob("*.yaml"))],
-        "scrape_configs": [
-            {"job_name": job, "file_sd_configs": [{"files": [str(path / "targets" / f"{job}.json")]}]}
-            for job in JOBS
-        ],
-    }
-    out = path / "prometheus.yml"
-    out.write_text(yaml.safe_dump(config))
-    return out
-
-
-@contextmanager
-def _target(prometheus: Prometheus, home: Path, job: str, port: int, **labels: str) -> Iterator[None]:
-    """``job`` scrapes 127.0.0.1:``port`` for the block (Prometheus watches the file)."""
-    path = home / "targets" / f"{job}.json"
-    path.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": labels}]))
-
-    def active() -> bool:
-        found = prometheus._get("/api/v1/targets", {"state": "active"})["activeTargets"]
-        return any(t["labels"].get("job") == job for t in found)
-
-    wait_for(active, 60, f"Prometheus to discover {job}")
-    try:
-        yield
-    finally:
-        path.write_text("[]")
-
-
-def _start_prometheus(home: Path, ports: dict[str, int]) -> tuple[TwinProcess, Prometheus]:
-    import subprocess
-
-    config = _prometheus_config(home)
-    log = home / "prometheus.log"
-    with log.open("w") as handle:
-        proc = subprocess.Popen(
-            [
-                str(binary("prometheus")),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={home / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                "--storage.tsdb.retention.time=1d",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    process = TwinProcess(proc, log)
-    client = Prometheus(f"http://127.0.0.1:{ports['prometheus']}")
-
-    def ready() -> bool:
-        if not process.running():
-            raise RuntimeError(f"prometheus exited:\n{process.output()}")
-        return client.ready()
-
-    wait_for(ready, 60, "Prometheus to be ready")
-    return process, client
 
 
 def _profile(home: Path, servers: dict[Platform, Any]) -> Path:
@@ -142,11 +76,6 @@ def _profile(home: Path, servers: dict[Platform, Any]) -> Path:
     return path
 
 
-def _value(prometheus: Prometheus, expr: str) -> float:
-    found = prometheus.instant(expr, time.time())
-    return found[0].points[-1][1] if found else 0.0
-
-
 def _last_json(out: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
@@ -155,7 +84,7 @@ def _last_json(out: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def run(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     home = tmp_path_factory.mktemp("dashboards-live")
-    ports = {name: free_port() for name in ("prometheus", "features", "crawl", "train", "serve")}
+    ports = {name: free_port() for name in ("features", "crawl", "train", "serve")}
     with connect(pg_dsn) as conn:  # a clean store: the worker's snapshot reads only this run's writing
         migrate(conn)
         conn.execute(
@@ -187,15 +116,16 @@ def run(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "TWIN_SERVING__RAG_MAX_CONTEXT_CHARS": "800",
         "TWIN_SERVING__ADAPTER_CACHE_DIR": str(home / "adapters"),
     }
-    prom_process, prometheus = _start_prometheus(home, ports)
+    prom = PrometheusServer(home / "prometheus", JOBS)
+    prometheus = prom.start()
     started = time.time()
     features = start_features(env, home)
     try:
         live = ExitStack()
-        live.enter_context(_target(prometheus, home, "twin-features", ports["features"]))
+        live.enter_context(prom.target("twin-features", ports["features"]))
         with (
             serve_demo_sites(load_demo_content(), ports=dict.fromkeys(DEMO_PORTS, 0)) as servers,
-            _target(prometheus, home, "twin-crawl", ports["crawl"]),
+            prom.target("twin-crawl", ports["crawl"]),
         ):
             profile = _profile(home, servers)
             crawled = run_twin(
@@ -220,7 +150,7 @@ def run(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
         wait_for(embedded, 600, f"the crawl's documents in the feature store\n{features.output()}")
 
-        with _target(prometheus, home, "twin-train", ports["train"]):
+        with prom.target("twin-train", ports["train"]):
             trained = run_twin(
                 "train", "-p", str(profile), "--json", "--metrics-port", str(ports["train"]),
                 "--metrics-linger", LINGER, env=env, cwd=home, timeout=1200,
@@ -232,7 +162,7 @@ def run(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             live,
             twin_server(profile, env, home, ports["serve"]) as server,
             # a serving replica serves one profile: a target label, as the chart's PodMonitor sets it
-            _target(prometheus, home, "twin-serve", ports["serve"], profile=PROFILE),
+            prom.target("twin-serve", ports["serve"], profile=PROFILE),
         ):
             client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, timeout=300, max_retries=0)
             ask = [{"role": "user", "content": "What do you write about testing in production?"}]
@@ -246,7 +176,7 @@ def run(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             # Every request is in Prometheus, and the recording rules have run over them.
             wait_for(
                 lambda: (
-                    _value(prometheus, "sum(twin_serve_requests_total)") >= 3
+                    prom.value("sum(twin_serve_requests_total)") >= 3
                     and bool(prometheus.instant("twin:serve_error_ratio:rate5m", time.time()))
                 ),
                 60,
@@ -256,18 +186,17 @@ def run(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             # and a range query's last point must come after the newest series was born).
             seen = time.time()
             wait_for(
-                lambda: _value(prometheus, 'min(timestamp(up{job=~"twin-(serve|features)"}))') > seen + 4,
+                lambda: prom.value('min(timestamp(up{job=~"twin-(serve|features)"}))') > seen + 4,
                 60,
                 "four more scrapes",
             )
             window = Window(started, time.time(), step=1.0, rate_interval=RATE_INTERVAL, profile=PROFILE)
-            yield Run(prometheus, window, ports, crawl, train)
+            yield Run(prom, prometheus, window, ports, crawl, train)
     finally:
         try:
             features.stop()
         finally:
-            prom_process.stop()
-            prometheus.close()
+            prom.stop()
             drop_slot(pg_dsn, slot)
 
 
@@ -289,24 +218,23 @@ def test_every_panel_query_returns_series(run: Run, board: Any, panel: Any) -> N
 
 def test_the_figures_are_the_runs_own(run: Run) -> None:
     """Not just any series: the ones this run made, with the values it reported."""
-    p, end = run.prometheus, run.window.end
+    p, end = run.server, run.window.end
     new = sum(source["new"] for source in run.crawl["sources"])
     span = f"{int(end - run.window.start) + 60}s"
-    written = _value(p, f'sum(max_over_time(twin_crawl_documents_total{{outcome="new"}}[{span}]))')
+    written = p.value(f'sum(max_over_time(twin_crawl_documents_total{{outcome="new"}}[{span}]))')
     assert new > 0 and written == new, (written, run.crawl)
-    assert _value(p, 'sum(max_over_time(twin_crawl_errors_total{kind="HttpError"}[1h]))') >= 1
-    assert _value(p, "sum(twin_feature_chunks_written_total)") > 0
-    assert _value(p, 'sum(twin_serve_requests_total{status="200"})') >= 2
-    assert _value(p, 'sum(twin_serve_errors_total{status="400"})') >= 1
+    assert p.value('sum(max_over_time(twin_crawl_errors_total{kind="HttpError"}[1h]))') >= 1
+    assert p.value("sum(twin_feature_chunks_written_total)") > 0
+    assert p.value('sum(twin_serve_requests_total{status="200"})') >= 2
+    assert p.value('sum(twin_serve_errors_total{status="400"})') >= 1
     version = run.train["version"]
     assert (
-        _value(
-            p,
+        p.value(
             f'max(max_over_time(twin_training_heldout_perplexity{{model="candidate",version="{version}"}}[1h]))',
         )
         > 1
     )
-    assert _value(p, f'max(twin_serve_model_version{{profile="{PROFILE}"}})') == version
+    assert p.value(f'max(twin_serve_model_version{{profile="{PROFILE}"}})') == version
 
 
 def test_the_alert_and_recording_rules_evaluate_without_error(run: Run) -> None:
@@ -336,6 +264,6 @@ def test_every_dashboard_draws_from_the_live_prometheus(run: Run, tmp_path: Path
 @pytest.mark.parametrize(("board", "panel"), NEEDS, ids=[f"{b.uid}:{p.title}" for b, p in NEEDS])
 def test_panels_a_single_machine_cannot_feed_say_why(board: Any, panel: Any) -> None:
     """Listed, not skipped: each names what feeds it, and docs/observability.md lists it."""
-    assert panel.needs in ("cluster", "gpu")
+    assert panel.needs in ("cluster", "operator", "gpu")
     doc = (ROOT / "docs" / "observability.md").read_text()
     assert f"| {board.uid} | {panel.title} |" in doc, f"docs/observability.md must list {panel.title!r}"

@@ -44,6 +44,7 @@ class Installation:
     namespaces: tuple[str, str]  # the operator watches these two
     env: dict[str, str]  # the operator's environment, as the chart renders it
     operator: ManagedProcess
+    metrics_port: int  # the operator's /metrics (a free port, not the chart's 9109)
 
 
 def chart_env(kube: ControlPlane, release_ns: str) -> dict[str, str]:
@@ -75,13 +76,17 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def start_operator(kube: ControlPlane, env: dict[str, str], name: str = "twin-operator") -> ManagedProcess:
+def start_operator(
+    kube: ControlPlane, env: dict[str, str], name: str = "twin-operator", *, metrics_port: int | None = None
+) -> ManagedProcess:
     port = free_port()
+    # free ports, not the chart's fixed ones: two operators may run at once in a test
+    ports = {
+        "TWIN_OPERATOR_LIVENESS_PORT": str(port),
+        "TWIN_OPERATOR_METRICS_PORT": str(metrics_port or free_port()),
+    }
     process = kube.start_process(
-        name,
-        [str(Path(REPO / ".venv" / "bin" / "python")), "-m", "twin_operator"],
-        # free ports, not the chart's fixed ones: two operators may run at once in a test
-        env={**env, "TWIN_OPERATOR_LIVENESS_PORT": str(port), "TWIN_OPERATOR_METRICS_PORT": str(free_port())},
+        name, [str(Path(REPO / ".venv" / "bin" / "python")), "-m", "twin_operator"], env={**env, **ports}
     )
     wait_for(lambda: _healthy(port) or not process.running(), timeout=60, what=f"{name}'s /healthz")
     assert process.running(), process.tail()

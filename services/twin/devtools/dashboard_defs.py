@@ -3,8 +3,8 @@ into Grafana's model by :mod:`twin.devtools.dashboards` with Grafana's foundatio
 
 Kept as data so a test can walk every query (it must parse and name only exported metrics) and an
 integration test can evaluate each against a real Prometheus. A panel that only a cluster (Ray
-Serve's autoscaler, kube-state-metrics, the operator) or a GPU can feed says so in ``needs``; the
-dashboard shows it in the panel's description too.
+Serve's autoscaler, kube-state-metrics, Kafka), the operator or a GPU can feed says so in
+``needs``; the dashboard shows it in the panel's description too.
 
 Queries use ``$__rate_interval`` (Grafana picks a window that fits the scrape interval) and, on the
 profile overview, ``profile=~"$profile"``: on serving series ``profile`` is a target label (the
@@ -13,10 +13,10 @@ PodMonitor copies the pod's ``llmtwin.dev/profile``), elsewhere a label of the s
 
 from __future__ import annotations
 
-from twin.devtools.dashboard_model import CLUSTER, GPU, Dashboard, Panel, Query, Row, p50, p95, q
+from twin.devtools.dashboard_model import CLUSTER, GPU, OPERATOR, Dashboard, Panel, Query, Row, p50, p95, q
 from twin.devtools.dashboard_serving import profile_overview, serving
 
-__all__ = ["CLUSTER", "GPU", "Dashboard", "Panel", "Query", "Row", "dashboards", "panels"]
+__all__ = ["CLUSTER", "GPU", "OPERATOR", "Dashboard", "Panel", "Query", "Row", "dashboards", "panels"]
 
 
 def _pipeline() -> Dashboard:
@@ -126,7 +126,7 @@ def _pipeline() -> Dashboard:
                     q("sum by (profile) (twin_profile_documents)", "{{profile}} documents"),
                     q("sum by (profile) (twin_profile_chunks)", "{{profile}} chunks"),
                 ),
-                needs=CLUSTER,
+                needs=OPERATOR,
             ),
             Panel(
                 "Profiles not ready (conditions False)",
@@ -137,7 +137,7 @@ def _pipeline() -> Dashboard:
                     ),
                 ),
                 kind="table",
-                needs=CLUSTER,
+                needs=OPERATOR,
             ),
         ),
     )
@@ -224,7 +224,7 @@ def _training() -> Dashboard:
                     q("max by (profile) (twin_profile_retrain_threshold_documents)", "{{profile}} threshold"),
                 ),
                 description="Changed documents at or above the threshold for 2 days: TwinChampionStale.",
-                needs=CLUSTER,
+                needs=OPERATOR,
             ),
         ),
     )

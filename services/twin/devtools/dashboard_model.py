@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CLUSTER = "cluster"  # fed only on Kubernetes: the operator, KubeRay/Ray Serve, kube-state-metrics
+CLUSTER = "cluster"  # fed only on Kubernetes: KubeRay/Ray Serve, kube-state-metrics, Kafka
+OPERATOR = "operator"  # fed by the operator, which needs a Kubernetes API server
 GPU = "gpu"  # fed only by vLLM on GPUs
 
 
@@ -26,7 +27,7 @@ class Panel:
     kind: str = "timeseries"  # timeseries | stat | table
     width: int = 12
     height: int = 8
-    needs: str | None = None  # CLUSTER or GPU: why a single machine cannot feed it
+    needs: str | None = None  # CLUSTER, OPERATOR or GPU: why a single machine cannot feed it
 
 
 @dataclass(frozen=True)

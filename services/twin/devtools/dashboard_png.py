@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twin.devtools.dashboard_defs import CLUSTER, Dashboard, Panel, dashboards
+from twin.devtools.dashboard_defs import CLUSTER, GPU, OPERATOR, Dashboard, Panel, dashboards
 from twin.devtools.dashboard_queries import Prometheus, PrometheusError, Series, Window, run_query
 
 GRID = 24
 _WHY = {
-    CLUSTER: "fed only on a cluster (operator, Ray Serve, kube-state-metrics)",
-    "gpu": "fed only by vLLM on GPUs",
+    CLUSTER: "fed only on a cluster (Ray Serve, kube-state-metrics, Kafka)",
+    OPERATOR: "fed by the operator (a cluster)",
+    GPU: "fed only by vLLM on GPUs",
 }
 
 

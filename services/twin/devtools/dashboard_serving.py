@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from twin.devtools.dashboard_model import CLUSTER, GPU, Dashboard, Panel, Row, p50, p95, q
+from twin.devtools.dashboard_model import CLUSTER, GPU, OPERATOR, Dashboard, Panel, Row, p50, p95, q
 
 
 def serving() -> Dashboard:
@@ -110,21 +110,21 @@ def profile_overview() -> Dashboard:
                 (q(f"max by (phase) (twin_profile_phase{sel})", "{{phase}}"),),
                 kind="stat",
                 width=6,
-                needs=CLUSTER,
+                needs=OPERATOR,
             ),
             Panel(
                 "Documents",
                 (q(f"max(twin_profile_documents{sel})", "documents"),),
                 kind="stat",
                 width=6,
-                needs=CLUSTER,
+                needs=OPERATOR,
             ),
             Panel(
                 "Champion version",
                 (q(f"max(twin_profile_champion_version{sel})", "champion"),),
                 kind="stat",
                 width=6,
-                needs=CLUSTER,
+                needs=OPERATOR,
             ),
             Panel(
                 "Version served", (q(f"max(twin_serve_model_version{sel})", "served"),), kind="stat", width=6
@@ -139,7 +139,7 @@ def profile_overview() -> Dashboard:
                 ),
                 kind="table",
                 width=24,
-                needs=CLUSTER,
+                needs=OPERATOR,
             ),
         ),
     )

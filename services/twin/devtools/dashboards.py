@@ -41,9 +41,9 @@ def _panel(spec: defs.Panel, panel_id: int) -> Any:
 
     description = spec.description
     if spec.needs == defs.CLUSTER:
-        description = (
-            f"{description} Fed only on a cluster (the operator, Ray Serve, kube-state-metrics).".strip()
-        )
+        description = f"{description} Fed only on a cluster (Ray Serve, kube-state-metrics, Kafka).".strip()
+    elif spec.needs == defs.OPERATOR:
+        description = f"{description} Fed by the operator (a cluster).".strip()
     elif spec.needs == defs.GPU:
         description = f"{description} Fed only by vLLM on GPUs.".strip()
     if spec.kind == "stat":

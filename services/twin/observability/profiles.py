@@ -38,7 +38,8 @@ PROFILE_CHAMPION_VERSION = Gauge(
 )
 PROFILE_CHANGED_DOCUMENTS = Gauge(
     "twin_profile_changed_documents",
-    "Documents new, changed or deleted since the newest trained version's dataset (absent: none trained).",
+    "Documents new, changed or deleted since the newest trained version's dataset (every document "
+    "while none is trained: all of them are new to the model).",
     ["namespace", "profile"],
 )
 PROFILE_RETRAIN_THRESHOLD = Gauge(

@@ -20,6 +20,7 @@ import pytest
 
 from support.kube import REPO, ControlPlane, control_plane
 from support.operator_e2e import FAST, RELEASE, Installation, chart_env, start_operator
+from support.processes import free_port
 from twin.adapters.mlflow_store import MlflowStore
 
 
@@ -73,8 +74,10 @@ def installation(
         "TWIN_HOME": str(home / "twin"),
         "HOME": str(home),
     }
-    operator = start_operator(kube, env)
-    yield Installation(kube, pg_dsn, MlflowStore(tracking, artifacts), release_ns, namespaces, env, operator)
+    metrics_port = free_port()
+    operator = start_operator(kube, env, metrics_port=metrics_port)
+    registry = MlflowStore(tracking, artifacts)
+    yield Installation(kube, pg_dsn, registry, release_ns, namespaces, env, operator, metrics_port)
     assert operator.running(), f"the operator exited:\n{operator.tail()}"  # never a crash, whatever happened
     operator.stop()
     kube.helm("uninstall", RELEASE, "-n", release_ns)

@@ -26,8 +26,6 @@ from support.processes import free_port, wait_for
 
 pytestmark = [pytest.mark.timeout(900)]
 
-pytestmark = [pytest.mark.timeout(900)]
-
 
 def test_a_spec_no_hardware_can_run_is_invalid_and_changes_nothing(installation: Installation) -> None:
     kube, ns = installation.kube, installation.namespaces[1]
