@@ -547,6 +547,7 @@ class KafkaConnect:
         }
         self.put_connector(name, config, timeout_s)
         self.wait_running(name, timeout_s)
+        wait_streaming(dsn, slot, timeout_s)
         return config
 
     # ---- lifecycle
@@ -603,3 +604,25 @@ def drop_slot(dsn: str, slot: str, *, publication: str | None = None, timeout_s:
                 time.sleep(0.2)
             except psycopg.errors.UndefinedObject:
                 return False
+
+
+def wait_streaming(dsn: str, slot: str, timeout_s: float = 90.0) -> None:
+    """Wait until a walsender streams from ``slot``: Debezium has created the slot, finished its
+    snapshot and started replication. Connect calls the task RUNNING before it creates the slot, so
+    a row written then can fall between the snapshot and the stream (seen in CI: a connector that
+    never sent the test's rows)."""
+    import psycopg
+
+    from support.processes import wait_for
+
+    def streaming() -> bool:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_replication_slots s"
+                " JOIN pg_stat_replication r ON r.pid = s.active_pid"
+                " WHERE s.slot_name = %s AND r.state = 'streaming'",
+                (slot,),
+            ).fetchone()
+        return bool(row and row[0])
+
+    wait_for(streaming, timeout_s, f"Debezium to stream from slot {slot}")
