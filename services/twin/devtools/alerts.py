@@ -10,13 +10,13 @@ wraps each one in a PrometheusRule (``templates/prometheusrules.yaml``, switched
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from twin.devtools import generated
 from twin.devtools.alert_rules import RUNBOOKS, Alert, Group, groups
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,41 +55,24 @@ def files() -> dict[Path, str]:
 
 
 def stale() -> list[str]:
-    """Files that differ from what the rules render (or should not be there)."""
-    want = files()
-    out = [str(p.relative_to(ROOT)) for p, text in want.items() if not p.exists() or p.read_text() != text]
-    if ALERTS.exists():
-        out += [str(p.relative_to(ROOT)) for p in sorted(ALERTS.glob("*.yaml")) if p not in want]
-    return out
+    """Files that differ from what is rendered now (or should not be there)."""
+    return generated.stale(files(), ALERTS, "*.yaml")
 
 
 def write() -> None:
-    ALERTS.mkdir(parents=True, exist_ok=True)
-    want = files()
-    for path in ALERTS.glob("*.yaml"):
-        if path not in want:
-            path.unlink()
-    for path, text in want.items():
-        path.write_text(text, encoding="utf-8")
+    generated.write(files(), ALERTS, "*.yaml")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twin.devtools.alerts", description=__doc__)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="write charts/twin/alerts/*.yaml")
-    mode.add_argument("--check", action="store_true", help="exit 1 when the committed files differ")
-    args = parser.parse_args(argv)
-    if args.write:
-        write()
-        return 0
-    if args.check:
-        out = stale()
-        for path in out:
-            print(f"stale: {path} (run python -m twin.devtools.alerts --write)", file=sys.stderr)
-        return 1 if out else 0
-    for text in files().values():
-        print(text)
-    return 0
+    return generated.main(
+        argv,
+        module="twin.devtools.alerts",
+        description=__doc__,
+        files=files,
+        folder=ALERTS,
+        pattern="*.yaml",
+        listing=lambda: files().values(),
+    )
 
 
 if __name__ == "__main__":

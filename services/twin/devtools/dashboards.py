@@ -12,13 +12,13 @@ keys sorted, no timestamps.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from twin.devtools import dashboard_defs as defs
+from twin.devtools import generated
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARDS = ROOT / "charts" / "twin" / "dashboards"
@@ -131,41 +131,30 @@ def files() -> dict[Path, str]:
 
 
 def stale() -> list[str]:
-    """Files that differ from what the definitions render (or should not be there)."""
-    want = files()
-    out = [str(p.relative_to(ROOT)) for p, text in want.items() if not p.exists() or p.read_text() != text]
-    if DASHBOARDS.exists():
-        out += [str(p.relative_to(ROOT)) for p in sorted(DASHBOARDS.glob("*.json")) if p not in want]
-    return out
+    """Files that differ from what is rendered now (or should not be there)."""
+    return generated.stale(files(), DASHBOARDS, "*.json")
 
 
 def write() -> None:
-    DASHBOARDS.mkdir(parents=True, exist_ok=True)
-    want = files()
-    for path in DASHBOARDS.glob("*.json"):
-        if path not in want:
-            path.unlink()
-    for path, text in want.items():
-        path.write_text(text, encoding="utf-8")
+    generated.write(files(), DASHBOARDS, "*.json")
+
+
+def _listing() -> list[str]:
+    return [f"{d.uid}: {d.title} ({sum(len(r.panels) for r in d.rows)} panels)" for d in defs.dashboards()]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twin.devtools.dashboards", description=__doc__)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="write charts/twin/dashboards/*.json")
-    mode.add_argument("--check", action="store_true", help="exit 1 when the committed files differ")
-    args = parser.parse_args(argv)
-    if args.write:
-        write()
-        return 0
-    if args.check:
-        out = stale()
-        for path in out:
-            print(f"stale: {path} (run python -m twin.devtools.dashboards --write)", file=sys.stderr)
-        return 1 if out else 0
-    for d in defs.dashboards():
-        print(f"{d.uid}: {d.title} ({sum(len(r.panels) for r in d.rows)} panels)")
-    return 0
+    return generated.main(
+        argv,
+        module="twin.devtools.dashboards",
+        description=__doc__,
+        files=files,
+        folder=DASHBOARDS,
+        pattern="*.json",
+        listing=lambda: (
+            f"{d.uid}: {d.title} ({sum(len(r.panels) for r in d.rows)} panels)" for d in defs.dashboards()
+        ),
+    )
 
 
 if __name__ == "__main__":
